@@ -1,0 +1,25 @@
+"""Bijectors (true bijections, `tfb.Bijector` subclasses) and their building blocks."""
+
+from tfp_flows.bijectors.actnorm import ActNorm
+from tfp_flows.bijectors.conditioners import (
+    AffineCouplingConditioner,
+    MADEConditioner,
+    SplineCouplingConditioner,
+    soft_clamp,
+)
+from tfp_flows.bijectors.lu_linear import LULinear
+from tfp_flows.bijectors.permute import block_permutations, random_permutation, reverse_permutation
+from tfp_flows.bijectors.traversal import (
+    conditional_kwargs,
+    initialize_from_data,
+    is_conditional,
+    log_prob,
+    mark_conditional,
+)
+
+__all__ = [
+    "ActNorm", "AffineCouplingConditioner", "LULinear", "MADEConditioner",
+    "SplineCouplingConditioner", "block_permutations", "conditional_kwargs",
+    "initialize_from_data", "is_conditional", "log_prob", "mark_conditional",
+    "random_permutation", "reverse_permutation", "soft_clamp",
+]

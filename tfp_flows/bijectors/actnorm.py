@@ -1,0 +1,82 @@
+"""ActNorm: per-dimension affine map with data-dependent initialisation (Glow)."""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_flows.internal import keras_owned, validation
+from tfp_flows.nets.mlp import Parameters
+
+tfb = tfp.bijectors
+
+
+class ActNorm(tfb.Bijector):
+    """Elementwise affine bijector whose statistics are set from the first batch.
+
+    Forward (sampling direction): `y = x * exp(log_scale) + loc`.
+    Inverse (density direction):  `x = (y - loc) * exp(-log_scale)`.
+    `log|det J_forward| = sum(log_scale)`, broadcast to the batch shape.
+
+    `initialize_from_data(y)` sets `loc = mean(y)` and `log_scale = log std(y)`
+    over all batch axes, so the inverse standardises the data as it arrives at
+    this layer (Kingma & Dhariwal, 2018). It runs once; a non-trainable flag in
+    the weights records it, so a restored model is not re-initialised.
+
+    #### Examples
+
+    ```python
+    act = tfp_flows.bijectors.ActNorm(event_size=2)
+    flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2)), act)
+    act.initialize_from_data(x_batch)   # or FlowModel.initialize_from_data
+    ```
+    """
+
+    def __init__(self, event_size, dtype=tf.float32, validate_args=False, name="act_norm"):
+        parameters = dict(locals())
+        self._event_size = validation.positive_int(event_size, "event_size")
+        dtype = validation.float_dtype(dtype)
+        with tf.name_scope(name) as name:
+            self._params = Parameters(
+                {"loc": ((event_size,), "zeros"), "log_scale": ((event_size,), "zeros"),
+                 "initialized": ((), "zeros")},
+                trainable_names=("loc", "log_scale"), dtype=dtype.name, name=name.strip("/").replace("/", "_") + "_params")
+            parameters["params"] = self._params  # unique per instance: keeps TFP's cache apart
+            super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
+                             parameters=parameters, name=name)
+            keras_owned.own_keras_layers(self, self._params)
+
+    @property
+    def event_size(self):
+        return self._event_size
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    def _loc_log_scale(self):
+        return self._params.variable("loc"), self._params.variable("log_scale")
+
+    def _forward(self, x):
+        loc, log_scale = self._loc_log_scale()
+        return x * tf.exp(log_scale) + loc
+
+    def _inverse(self, y):
+        loc, log_scale = self._loc_log_scale()
+        return (y - loc) * tf.exp(-log_scale)
+
+    def _forward_log_det_jacobian(self, x):
+        _, log_scale = self._loc_log_scale()
+        return tf.broadcast_to(tf.reduce_sum(log_scale), tf.shape(x)[:-1])
+
+    def _inverse_log_det_jacobian(self, y):
+        return -self._forward_log_det_jacobian(y)
+
+    def initialize_from_data(self, y):
+        """Sets the statistics from data `y` (density-direction input), once."""
+        if float(self._params.weight("initialized").numpy()) > 0:
+            return
+        y = tf.reshape(tf.convert_to_tensor(y, self.dtype), [-1, self._event_size])
+        mean = tf.reduce_mean(y, axis=0)
+        std = tf.math.reduce_std(y, axis=0)
+        self._params.weight("loc").assign(mean)
+        self._params.weight("log_scale").assign(tf.math.log(std + 1e-6))
+        self._params.weight("initialized").assign(1.0)

@@ -1,0 +1,102 @@
+"""Callables that turn Keras 3 networks into TFP conditioners.
+
+TFP's `tfb.RealNVP` and `tfb.MaskedAutoregressiveFlow` take a plain callable.
+These `tf.Module`s hold the Keras layer (so `find_keras_layers` finds it and
+`trainable_variables` sees its weights) and map its output to what TFP expects.
+The log-scale is soft-clamped, `c * tanh(s / c)`, so `exp(s)` cannot overflow
+during training (DESIGN.md 3.1).
+"""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_flows.internal import keras_owned
+from tfp_flows.nets.made import MADE
+from tfp_flows.nets.mlp import MLP
+
+tfb = tfp.bijectors
+
+
+def soft_clamp(log_scale, bound):
+    """`bound * tanh(log_scale / bound)`: identity near 0, bounded by `bound`."""
+    if bound is None:
+        return log_scale
+    return bound * tf.tanh(log_scale / bound)
+
+
+class AffineCouplingConditioner(tf.Module):
+    """`shift_and_log_scale_fn` for `tfb.RealNVP` from an MLP.
+
+    Call signature is TFP's: `fn(x_masked, output_units, conditional_input=None)`.
+    """
+
+    def __init__(self, num_masked, output_units, hidden_units=(64, 64), activation="relu",
+                 residual=False, conditional_size=0, log_scale_bound=3.0, dtype="float32",
+                 name="affine_conditioner"):
+        super().__init__(name=name)
+        self._bound = log_scale_bound
+        self._output_units = output_units
+        self.net = keras_owned.build_layer(
+            MLP(2 * output_units, hidden_units, activation, residual, conditional_size,
+                dtype=dtype), (None, num_masked))
+        keras_owned.own_keras_layers(self, self.net)
+
+    def __call__(self, x, output_units, conditional_input=None):
+        params = self.net(x, conditional_input=conditional_input)
+        shift, log_scale = tf.split(params, 2, axis=-1)
+        return shift, soft_clamp(log_scale, self._bound)
+
+
+class SplineCouplingConditioner(tf.Module):
+    """`bijector_fn` for `tfb.RealNVP` returning a `tfb.RationalQuadraticSpline`.
+
+    The MLP emits `3K - 1` numbers per transformed dimension: K bin widths, K
+    bin heights (softmax, scaled to the interval `[-bound, bound]`) and K - 1
+    interior knot slopes (softplus). Outside the interval the spline is the
+    identity (Durkan et al., 2019). A zero MLP output gives equal bins and unit
+    slopes: the identity.
+    """
+
+    def __init__(self, num_masked, output_units, num_bins=8, bound=4.0, hidden_units=(64, 64),
+                 activation="relu", residual=False, conditional_size=0, dtype="float32",
+                 name="spline_conditioner"):
+        super().__init__(name=name)
+        self._num_bins = num_bins
+        self._bound = bound
+        self._output_units = output_units
+        self.net = keras_owned.build_layer(
+            MLP(output_units * (3 * num_bins - 1), hidden_units, activation, residual,
+                conditional_size, dtype=dtype), (None, num_masked))
+        keras_owned.own_keras_layers(self, self.net)
+
+    def __call__(self, x, output_units, conditional_input=None, **kwargs):
+        params = self.net(x, conditional_input=conditional_input)
+        shape = tf.concat([tf.shape(params)[:-1], [self._output_units, 3 * self._num_bins - 1]], 0)
+        params = tf.reshape(params, shape)
+        k = self._num_bins
+        widths, heights, slopes = params[..., :k], params[..., k:2 * k], params[..., 2 * k:]
+        interval = 2 * self._bound
+        # Keep bins away from zero width: min 1e-3 of the interval each.
+        def bins(p):
+            return (tf.nn.softmax(p, axis=-1) * (1 - 1e-3 * k) + 1e-3) * interval
+        # softplus(x + log(e - 1)) = 1 at x = 0, so a zero net gives unit slopes.
+        slopes = tf.nn.softplus(slopes + 0.5413248546129181) + 1e-3
+        return tfb.RationalQuadraticSpline(bins(widths), bins(heights), slopes,
+                                           range_min=-self._bound)
+
+
+class MADEConditioner(tf.Module):
+    """`shift_and_log_scale_fn` for `tfb.MaskedAutoregressiveFlow` from a Keras 3 MADE."""
+
+    def __init__(self, event_size, hidden_units=(64, 64), activation="relu", conditional_size=0,
+                 log_scale_bound=3.0, dtype="float32", name="made_conditioner"):
+        super().__init__(name=name)
+        self._bound = log_scale_bound
+        self.net = keras_owned.build_layer(
+            MADE(event_size, 2, hidden_units, activation, conditional_size, dtype=dtype),
+            (None, event_size))
+        keras_owned.own_keras_layers(self, self.net)
+
+    def __call__(self, x, conditional_input=None):
+        params = self.net(x, conditional_input=conditional_input)
+        return params[..., 0], soft_clamp(params[..., 1], self._bound)

@@ -1,0 +1,1 @@
+"""Private helpers: argument validation and Keras-weight ownership. Not public API."""

@@ -1,0 +1,13 @@
+"""Keras 3 training path: `FlowModel` and its objectives."""
+
+from tfp_flows.keras.model import FlowModel
+from tfp_flows.keras.objectives import (
+    ELBO,
+    ImportanceWeighted,
+    MaximumLikelihood,
+    Objective,
+    ReverseKL,
+)
+
+__all__ = ["ELBO", "FlowModel", "ImportanceWeighted", "MaximumLikelihood", "Objective",
+           "ReverseKL"]

@@ -1,0 +1,154 @@
+"""`FlowModel`: train any TFP distribution built with this library by `model.fit`."""
+
+import keras
+import tensorflow as tf
+
+from tfp_flows.bijectors import traversal
+from tfp_flows.flows.registry import build_flow
+from tfp_flows.internal import keras_owned
+from tfp_flows.keras import objectives
+
+
+@keras.saving.register_keras_serializable(package="tfp_flows")
+class FlowModel(keras.Model):
+    """A Keras 3 model around a TFP distribution whose weights Keras owns.
+
+    The model's output is the per-example score of its objective (log-likelihood
+    by default, or a lower bound on it); the loss is minus its mean, so
+    `val_loss` is the validation negative log-likelihood (or negative bound).
+    The distribution's Keras layers are found by walking it (bijector chains,
+    conditioners); a trainable `tf.Variable` that no Keras layer owns is an
+    error, because Keras would silently not train it.
+
+    Inputs are arrays / `tf.data` of shape `[batch, D]`, or dicts
+    `{"x": x, "conditional_input": c}` for conditional flows.
+
+    Args:
+      distribution: a `tfd.Distribution` (e.g. a `tfd.TransformedDistribution`
+        of this library's bijectors). Build it inside `strategy.scope()` when
+        training under `tf.distribute`.
+      objective: `tfp_flows.keras.objectives.Objective` or a name ('nll',
+        'elbo', 'iwae'); default maximum likelihood.
+      seed: integer base of the stateless per-step seeds.
+
+    #### Examples
+
+    ```python
+    flow = tfp_flows.flows.real_nvp(event_size=2)
+    model = tfp_flows.keras.FlowModel(flow)
+    model.compile(keras.optimizers.Adam(1e-3), jit_compile=True)
+    model.initialize_from_data(x_train[:1024])
+    model.fit(x_train, batch_size=256, epochs=20, validation_data=(x_val,))
+    ```
+    """
+
+    def __init__(self, distribution, objective=None, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if not hasattr(distribution, "log_prob"):
+            raise TypeError("`distribution` must be a TFP distribution; "
+                            f"got {type(distribution).__name__}.")
+        layers = keras_owned.find_keras_layers(distribution)
+        stray = keras_owned.untracked_variables(distribution, layers)
+        if stray:
+            names = ", ".join(v.name for v in stray[:5])
+            raise TypeError(
+                f"`distribution` holds trainable tf.Variables that no Keras layer owns ({names}); "
+                "Keras would not train them. Hold parameters in a Keras layer, e.g. "
+                "`tfp_flows.nets.Parameters`, and give TFP `layer.variable(name)`.")
+        # Not a Keras- or TF-tracked attribute: Keras tracks `flow_layers` instead.
+        object.__setattr__(self, "_distribution", distribution)
+        self.flow_layers = layers
+        self.objective = objectives.get(objective)
+        self.seed = int(seed)
+        self._flow_spec = None
+        self.built = True
+
+    @classmethod
+    def from_flow(cls, flow, objective=None, seed=0, **flow_kwargs):
+        """Builds a registered flow by name; the model then saves with `model.save`."""
+        model = cls(build_flow(flow, **flow_kwargs), objective=objective, seed=seed)
+        model._flow_spec = {"flow": flow, "flow_kwargs": dict(flow_kwargs)}
+        return model
+
+    @property
+    def distribution(self):
+        return self._distribution
+
+    # -- Keras hooks ---------------------------------------------------------
+
+    def call(self, inputs, training=False):
+        x, c = _unpack(inputs)
+        if training and self.optimizer is not None:
+            step = self.optimizer.iterations
+        else:
+            step = 0
+        seed = objectives.seed_for_step(self.seed, step)
+        out = self.objective(self._distribution, x, conditional_input=c, seed=seed,
+                             training=training)
+        if isinstance(out, tuple):
+            out, penalty = out
+            if training:
+                self.add_loss(penalty)
+        return out
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        score = tf.convert_to_tensor(y_pred)
+        if sample_weight is None:
+            loss = -tf.reduce_mean(score)
+        else:
+            w = tf.cast(tf.reshape(sample_weight, tf.shape(score)), score.dtype)
+            loss = -tf.reduce_sum(w * score) / tf.reduce_sum(w)
+        extra = self.losses
+        if extra:
+            loss = loss + tf.add_n([tf.cast(v, loss.dtype) for v in extra])
+        return loss
+
+    def fit(self, x=None, y=None, steps_per_epoch=None, **kwargs):
+        """`keras.Model.fit`; for objectives that need no data (reverse KL) `x` may be None."""
+        if x is None and not self.objective.needs_data:
+            if steps_per_epoch is None:
+                raise ValueError("`steps_per_epoch` is required when fitting without data "
+                                 f"({type(self.objective).__name__}).")
+            x = tf.data.Dataset.from_tensors(tf.zeros([1])).repeat()
+        elif x is None:
+            raise ValueError(f"`x` is required: {type(self.objective).__name__} trains from data.")
+        return super().fit(x, y, steps_per_epoch=steps_per_epoch, **kwargs)
+
+    # -- Convenience ---------------------------------------------------------
+
+    def log_prob(self, x, conditional_input=None, **kwargs):
+        """`log p(x)` of the underlying distribution (conditional input routed)."""
+        return traversal.log_prob(self._distribution, x, conditional_input, **kwargs)
+
+    def sample(self, sample_shape=(), seed=None, **kwargs):
+        return self._distribution.sample(sample_shape, seed=seed, **kwargs)
+
+    def initialize_from_data(self, x, conditional_input=None):
+        """Data-dependent initialisation (ActNorm statistics, inducing points) from a batch."""
+        x = tf.convert_to_tensor(x, dtype=self._distribution.dtype)
+        traversal.initialize_from_data(self._distribution, x, conditional_input)
+
+    def get_config(self):
+        if self._flow_spec is None:
+            raise TypeError(
+                "This FlowModel was built from a distribution object, which has no config; save "
+                "its weights with `model.save_weights(...)`, or build it with "
+                "`FlowModel.from_flow(name, ...)` to use `model.save`.")
+        return {**self._flow_spec, "objective": objectives.serialize(self.objective),
+                "seed": self.seed, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls.from_flow(config.pop("flow"), objective=objectives.get(config.pop("objective")),
+                             seed=config.pop("seed", 0), **config.pop("flow_kwargs"))
+
+
+def _unpack(inputs):
+    if isinstance(inputs, dict):
+        unknown = set(inputs) - {"x", "conditional_input"}
+        if "x" not in inputs or unknown:
+            raise ValueError("Dict inputs must have key 'x' and optionally 'conditional_input'; "
+                             f"got keys {sorted(inputs)}.")
+        return inputs["x"], inputs.get("conditional_input")
+    return inputs, None
