@@ -1,0 +1,106 @@
+"""Shared benchmark harness: run this library and its peer side by side in one process.
+
+Every script prints the machine's measured float32 matmul rate beside its
+results, and reports ratios against the peer measured in the same run (the
+machines are shared and noisy; absolute seconds are not comparable across runs).
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def matmul_gflops(n=1024, repeats=10):
+    """Measured float32 matmul rate of this machine, in GFLOP/s."""
+    a = tf.random.normal([n, n])
+    f = tf.function(lambda a: tf.matmul(a, a))
+    f(a).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        f(a).numpy()
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def machine_line():
+    return (f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+            f"float32 matmul {matmul_gflops():.1f} GFLOP/s, TF {tf.__version__}, "
+            f"Keras {keras.__version__}")
+
+
+def num_params(obj):
+    """Trainable parameter count of a Keras model, a list of weights or a TFP module."""
+    if isinstance(obj, keras.Model):
+        weights = obj.trainable_weights
+    elif isinstance(obj, tf.Module):
+        weights = obj.trainable_variables
+    else:
+        weights = obj
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def seconds_per_call(fn, *args, warmup=2, repeats=10):
+    """Median wall time of `fn(*args)` after `warmup` calls (tracing excluded)."""
+    for _ in range(warmup):
+        _block(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _block(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _block(out):
+    for t in tf.nest.flatten(out):
+        if hasattr(t, "numpy"):
+            t.numpy()
+
+
+def mean_nll(log_prob_fn, x, batch_size=1000):
+    """Mean negative log-likelihood over `x`, in batches (nats)."""
+    values = [np.asarray(log_prob_fn(tf.constant(x[i:i + batch_size])))
+              for i in range(0, len(x), batch_size)]
+    return float(-np.mean(np.concatenate(values)))
+
+
+def markdown_table(rows, columns):
+    """A Markdown table from a list of dicts."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
+        return str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_results(path, title, command, rows, columns, notes=""):
+    """Writes a Markdown results file (table + the command that produced it) and a JSON twin."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    text = (f"## {title}\n\nProduced by:\n\n```\n{command}\n```\n\n{machine_line()}\n\n"
+            f"{markdown_table(rows, columns)}\n\n{notes}\n")
+    with open(path, "w") as f:
+        f.write(text)
+    with open(os.path.splitext(path)[0] + ".json", "w") as f:
+        json.dump({"title": title, "command": command, "rows": rows}, f, indent=1, default=float)
+    print(text)
+    return text
+
+
+def base_parser(description):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data-dir", default=None,
+                   help="directory with the UCI files (MAF layout); tabular benchmarks use "
+                        "scikit-learn data when absent")
+    p.add_argument("--out", default="docs/results", help="where tables and plots go")
+    p.add_argument("--seed", type=int, default=0)
+    return p
