@@ -1,11 +1,23 @@
 """tfp_flows: kernelised coupling, funnel, augmentation, LGF/CIF and FFJORD flows for
-TensorFlow Probability, trainable with Keras 3 `model.fit`."""
+TensorFlow Probability, trainable with Keras 3 `model.fit`.
 
+Subpackages load on first use, so `tfp_flows.datasets` (NumPy only) does not
+import TensorFlow.
+"""
+
+import importlib
 import os as _os
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from tfp_flows import bijectors, flows, keras, nets  # noqa: E402
-
 __version__ = "0.1.0"
-__all__ = ["bijectors", "flows", "keras", "nets"]
+_SUBMODULES = ("bijectors", "datasets", "distributions", "flows", "keras", "nets", "testing")
+__all__ = list(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"tfp_flows.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'tfp_flows' has no attribute {name!r}")

@@ -20,6 +20,7 @@ import tensorflow_probability as tfp
 from tfp_flows import bijectors as tffb
 from tfp_flows import flows
 from tfp_flows.internal import keras_owned
+from tfp_flows.nets.ode_net import ODENet
 
 BATCH_SHAPES = ((), (3,), (2, 3))
 MODES = ("eager", "function", "jit")
@@ -58,6 +59,38 @@ BIJECTORS = {
     # One layer: TFP's spline graph is large and chains are covered above.
     "neural_spline": BijectorCase(_chain_of(flows.neural_spline, num_layers=1, hidden_units=(8,),
                                             bound=3.0)),
+    # Exact-trace FFJORD, RK4 with 16 fixed steps: the integrated trace and the autodiff
+    # Jacobian of the discrete RK4 map agree to O(h^4) (measured ~1e-6 in float64), hence rtol.
+    "ffjord": BijectorCase(lambda dtype: tffb.FFJORD(
+        ODENet(4, (8,), dtype=dtype.name), solver="rk4", num_steps=16), rtol=1e-5),
+    # Funnel maps F(.; x_minus) with a fixed x_minus baked in: the conditional affine coupling
+    # map and the tiled (convolutional) FunnelLinear, 2 tiles of 2 channels. (The conditional
+    # spline map is checked eagerly in tests/test_funnel.py: its traced graph takes ~2 min.)
+    "funnel_affine": BijectorCase(lambda dtype: tffb.FixedConditional(
+        tffb.ElementwiseAffine(4, 2, hidden_units=(8,), dtype=dtype), [0.3, -1.2])),
+    "funnel_linear_tiled": BijectorCase(lambda dtype: tffb.FixedConditional(
+        tffb.FunnelLinear(2, 3, num_tiles=2, seed=1, dtype=dtype),
+        [0.3, -1.2, 0.5, 0.9, -0.4, 1.1])),
+    # LGF layer G(.; u) with a fixed index u baked in (g = one MADE layer / identity), and the
+    # paper's alternative: u concatenated into a coupling conditioner.
+    "continuously_indexed_maf": BijectorCase(lambda dtype: tffb.with_fixed_index(
+        tffb.ContinuouslyIndexed(4, 3, flows.maf(4, 1, hidden_units=(8,), dtype=dtype).bijector,
+                                 hidden_units=(8,), activation="tanh", dtype=dtype),
+        [0.5, -1.0, 0.3])),
+    "continuously_indexed_identity": BijectorCase(lambda dtype: tffb.with_fixed_index(
+        tffb.ContinuouslyIndexed(4, 2, None, hidden_units=(8,), activation="tanh", dtype=dtype),
+        [0.7, -0.4])),
+    "lgf_coupling_index": BijectorCase(lambda dtype: tffb.with_fixed_index(
+        flows.lgf_real_nvp(4, 1, index_size=2, index_mode="coupling", hidden_units=(8,),
+                           dtype=dtype).layers[0], [0.7, -0.4])),
+    "kernel_coupling_se": BijectorCase(
+        lambda dtype: tffb.KernelCoupling(4, 5, "squared_exponential", seed=1, dtype=dtype)),
+    "kernel_coupling_matern32": BijectorCase(
+        lambda dtype: tffb.KernelCoupling(4, 5, "matern32", seed=1, dtype=dtype)),
+    "kernel_coupling_matern52": BijectorCase(
+        lambda dtype: tffb.KernelCoupling(3, 5, "matern52", seed=1, dtype=dtype), event_size=3),
+    "ferumal_shared": BijectorCase(_chain_of(flows.ferumal, num_blocks=1, num_inducing=5,
+                                             inducing="shared")),
 }
 
 

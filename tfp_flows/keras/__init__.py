@@ -11,3 +11,7 @@ from tfp_flows.keras.objectives import (
 
 __all__ = ["ELBO", "FlowModel", "ImportanceWeighted", "MaximumLikelihood", "Objective",
            "ReverseKL"]
+
+from tfp_flows.keras.rnode import RNODE  # noqa: E402
+
+__all__ += ["RNODE"]

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfp_flows.bijectors import traversal
-from tfp_flows.flows.registry import build_flow
+from tfp_flows.flows import build_flow  # the package: importing it registers every flow
 from tfp_flows.internal import keras_owned
 from tfp_flows.keras import objectives
 
@@ -30,6 +30,8 @@ class FlowModel(keras.Model):
       objective: `tfp_flows.keras.objectives.Objective` or a name ('nll',
         'elbo', 'iwae'); default maximum likelihood.
       seed: integer base of the stateless per-step seeds.
+      validate_args: if True, every batch is checked for NaN/Inf (an
+        `InvalidArgumentError` naming the input) instead of training on it.
 
     #### Examples
 
@@ -42,7 +44,7 @@ class FlowModel(keras.Model):
     ```
     """
 
-    def __init__(self, distribution, objective=None, seed=0, **kwargs):
+    def __init__(self, distribution, objective=None, seed=0, validate_args=False, **kwargs):
         super().__init__(**kwargs)
         if not hasattr(distribution, "log_prob"):
             raise TypeError("`distribution` must be a TFP distribution; "
@@ -60,13 +62,15 @@ class FlowModel(keras.Model):
         self.flow_layers = layers
         self.objective = objectives.get(objective)
         self.seed = int(seed)
+        self.validate_args = bool(validate_args)
         self._flow_spec = None
         self.built = True
 
     @classmethod
-    def from_flow(cls, flow, objective=None, seed=0, **flow_kwargs):
+    def from_flow(cls, flow, objective=None, seed=0, validate_args=False, **flow_kwargs):
         """Builds a registered flow by name; the model then saves with `model.save`."""
-        model = cls(build_flow(flow, **flow_kwargs), objective=objective, seed=seed)
+        model = cls(build_flow(flow, **flow_kwargs), objective=objective, seed=seed,
+                    validate_args=validate_args)
         model._flow_spec = {"flow": flow, "flow_kwargs": dict(flow_kwargs)}
         return model
 
@@ -78,8 +82,11 @@ class FlowModel(keras.Model):
 
     def call(self, inputs, training=False):
         x, c = _unpack(inputs)
-        if training and self.optimizer is not None:
-            step = self.optimizer.iterations
+        if self.objective.needs_data:
+            x = self._check_data(x)
+        optimizer = getattr(self, "optimizer", None)
+        if training and optimizer is not None:
+            step = optimizer.iterations
         else:
             step = 0
         seed = objectives.seed_for_step(self.seed, step)
@@ -101,6 +108,11 @@ class FlowModel(keras.Model):
         extra = self.losses
         if extra:
             loss = loss + tf.add_n([tf.cast(v, loss.dtype) for v in extra])
+        # Keras sums gradients over replicas and multiplies the logged loss back,
+        # so each replica's loss carries a 1/num_replicas factor (as Keras' own losses do).
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss * (1.0 / replicas)
         return loss
 
     def fit(self, x=None, y=None, steps_per_epoch=None, **kwargs):
@@ -113,6 +125,21 @@ class FlowModel(keras.Model):
         elif x is None:
             raise ValueError(f"`x` is required: {type(self.objective).__name__} trains from data.")
         return super().fit(x, y, steps_per_epoch=steps_per_epoch, **kwargs)
+
+    def _check_data(self, x):
+        x = tf.convert_to_tensor(x)
+        if not x.dtype.is_floating:
+            raise TypeError(f"FlowModel: data must be floating point; got {x.dtype.name}.")
+        x = tf.cast(x, self._distribution.dtype)
+        event = self._distribution.event_shape
+        if event.rank is not None and x.shape.rank is not None:
+            if x.shape.rank < event.rank or not event.is_compatible_with(
+                    x.shape[x.shape.rank - event.rank:]):
+                raise ValueError(f"FlowModel: expected data of shape [batch, {', '.join(map(str, event))}]"
+                                 f"; got {x.shape}.")
+        if self.validate_args:
+            x = tf.debugging.assert_all_finite(x, "FlowModel: data must be finite (no NaN/Inf).")
+        return x
 
     # -- Convenience ---------------------------------------------------------
 
@@ -135,13 +162,14 @@ class FlowModel(keras.Model):
                 "its weights with `model.save_weights(...)`, or build it with "
                 "`FlowModel.from_flow(name, ...)` to use `model.save`.")
         return {**self._flow_spec, "objective": objectives.serialize(self.objective),
-                "seed": self.seed, "name": self.name}
+                "seed": self.seed, "validate_args": self.validate_args, "name": self.name}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         return cls.from_flow(config.pop("flow"), objective=objectives.get(config.pop("objective")),
-                             seed=config.pop("seed", 0), **config.pop("flow_kwargs"))
+                             seed=config.pop("seed", 0), validate_args=config.pop(
+                                 "validate_args", False), **config.pop("flow_kwargs"))
 
 
 def _unpack(inputs):

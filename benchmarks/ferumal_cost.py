@@ -1,0 +1,106 @@
+"""Cost of a Ferumal flow vs RealNVP at equal depth, across batch size and N (seed 000).
+
+Both flows have `--num-couplings` affine couplings on `R^D` (RealNVP: hidden
+(64, 64) MLPs; Ferumal: N per-layer inducing points, ActNorm per block).
+Measured side by side in one process, each as a `tf.function` (no XLA):
+
+* seconds per training step: gradient of the mean NLL w.r.t. every weight and
+  an Adam update (`model.train_on_batch`);
+* log_prob throughput: examples per second of `log_prob` on a batch.
+
+Reports the ratios Ferumal / RealNVP (time ratio < 1: Ferumal is faster) and
+the parameter ratio, as a table and `docs/img/ferumal_cost.png`.
+
+    python benchmarks/ferumal_cost.py
+"""
+# ruff: noqa: I001  (benchmarks.common must set the TF environment before TF is imported)
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
+
+import keras  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfp_flows.keras import FlowModel  # noqa: E402
+
+
+def _measure(model, x, repeats):
+    model.compile(keras.optimizers.Adam(1e-3))
+    step = common.seconds_per_call(lambda: model.train_on_batch(x), warmup=2, repeats=repeats)
+    log_prob = tf.function(lambda t: model.log_prob(t))
+    t_lp = common.seconds_per_call(log_prob, tf.identity(x), warmup=2, repeats=repeats)
+    return step, x.shape[0] / t_lp
+
+
+def main(argv=None):
+    p = common.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--dim", type=int, default=16)
+    p.add_argument("--num-couplings", type=int, default=4)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024, 4096])
+    p.add_argument("--num-inducing", type=int, nargs="+", default=[16, 64, 256])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--img", default="docs/img/ferumal_cost.png")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    x_init = rng.standard_normal((2000, args.dim)).astype(np.float32)
+    nvp = FlowModel.from_flow("real_nvp", event_size=args.dim, num_layers=args.num_couplings,
+                              hidden_units=(64, 64))
+    fer = {}
+    for n in args.num_inducing:
+        fer[n] = FlowModel.from_flow("ferumal", event_size=args.dim,
+                                     num_blocks=args.num_couplings // 2, num_inducing=n)
+        fer[n].initialize_from_data(x_init)
+    rows = []
+    for batch in args.batch_sizes:
+        x = tf.constant(rng.standard_normal((batch, args.dim)).astype(np.float32))
+        nvp_step, nvp_tput = _measure(nvp, x, args.repeats)
+        for n, model in fer.items():
+            step, tput = _measure(model, x, args.repeats)
+            rows.append({"batch": batch, "N": n, "ferumal step s": step,
+                         "real_nvp step s": nvp_step, "step ratio": step / nvp_step,
+                         "ferumal log_prob ex/s": tput, "real_nvp log_prob ex/s": nvp_tput,
+                         "throughput ratio": tput / nvp_tput,
+                         "param ratio": common.num_params(model) / common.num_params(nvp)})
+            print(rows[-1], flush=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for n in args.num_inducing:
+        sel = [r for r in rows if r["N"] == n]
+        b = [r["batch"] for r in sel]
+        axes[0].plot(b, [r["step ratio"] for r in sel], "o-",
+                     label=f"N={n} (params x{sel[0]['param ratio']:.2f})")
+        axes[1].plot(b, [r["throughput ratio"] for r in sel], "o-", label=f"N={n}")
+    for ax, title in zip(axes, ["train step time, Ferumal / RealNVP (<1 faster)",
+                                "log_prob throughput, Ferumal / RealNVP (>1 faster)"],
+                         strict=True):
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(args.img) or ".", exist_ok=True)
+    fig.savefig(args.img, dpi=110)
+    notes = (f"D = {args.dim}, {args.num_couplings} couplings each; RealNVP has "
+             f"{common.num_params(nvp)} parameters. Median of {args.repeats} calls after 2 "
+             f"warm-up calls, `tf.function` without XLA, on a shared 2-core machine (ratios "
+             f"measured in one run). Plot: `{args.img}`.")
+    common.write_results(os.path.join(args.out, "ferumal_cost.md"),
+                         "Cost: Ferumal flow vs RealNVP at equal depth",
+                         "python benchmarks/ferumal_cost.py " + " ".join(argv), rows,
+                         ["batch", "N", "ferumal step s", "real_nvp step s", "step ratio",
+                          "ferumal log_prob ex/s", "real_nvp log_prob ex/s",
+                          "throughput ratio", "param ratio"], notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""FFJORD vs TFP's `tfb.FFJORD`: seconds per training step and NLL after equal wall time.
+
+Both use the same vector field (`tfp_flows.nets.ODENet`, 64x64 tanh, identical
+initial weights), the same data (two moons, batch 512) and the same
+Dormand–Prince tolerances (rtol = atol = 1e-5). TFP's bijector uses its own
+`tfp.math.ode.DormandPrince` and its own trace functions. Training steps are
+`tf.function`s (TFP's FFJORD does not compile with `jit_compile=True`); ours
+is also timed under `jit_compile=True`. Test NLL is evaluated for both with
+the exact trace (our `FFJORD(trace='exact')` wrapped around each trained net).
+
+    python benchmarks/ffjord_speed.py --out docs --budget 60
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402  (sets TF env vars before TF loads)
+
+import keras  # noqa: E402
+import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_probability as tfp  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from tfp_flows import bijectors, datasets, nets, testing  # noqa: E402
+
+tfb, tfd = tfp.bijectors, tfp.distributions
+
+
+def make_net(seed):
+    """Same initial weights for every contender: glorot init from a fixed seed, perturbed
+    output layer (a zero output would make the first solves trivially cheap)."""
+    keras.utils.set_random_seed(seed)
+    net = nets.ODENet(2, (64, 64), "tanh")
+    return testing.perturb_weights(net, scale=0.1, seed=seed)
+
+
+def base():
+    return tfd.MultivariateNormalDiag(tf.zeros(2))
+
+
+def ours(net, trace, solver="dopri5"):
+    return tfd.TransformedDistribution(base(), bijectors.FFJORD(
+        net, trace=trace, solver=solver, rtol=1e-5, atol=1e-5))
+
+
+def theirs(net, trace):
+    trace_fn = (tfb.ffjord.trace_jacobian_exact if trace == "exact"
+                else tfb.ffjord.trace_jacobian_hutchinson)
+    solver = tfp.math.ode.DormandPrince(rtol=1e-5, atol=1e-5)
+    bij = tfb.FFJORD(state_time_derivative_fn=lambda t, z: net(t, z),
+                     ode_solve_fn=solver.solve, trace_augmentation_fn=trace_fn)
+    return tfd.TransformedDistribution(base(), bij)
+
+
+def train_step_fn(dist, net, optimizer, jit, pass_seed):
+    variables = [w.value for w in net.trainable_weights]
+
+    def step(x, seed):
+        kwargs = {"bijector_kwargs": {"seed": seed}} if pass_seed else {}
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(dist.log_prob(x, **kwargs))
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, net.trainable_weights, strict=True))
+        return loss
+
+    return tf.function(step, jit_compile=jit)
+
+
+def timing(args, x_all):
+    rows = []
+    rng = np.random.default_rng(args.seed)
+    batch = tf.constant(x_all[rng.choice(len(x_all), 512, replace=False)])
+    for trace in ("exact", "hutchinson"):
+        for impl, jit in (("tfb.FFJORD", False), ("tfp_flows", False), ("tfp_flows", True)):
+            net = make_net(args.seed)
+            dist = ours(net, trace) if impl == "tfp_flows" else theirs(net, trace)
+            step = train_step_fn(dist, net, keras.optimizers.Adam(0.0), jit,
+                                 pass_seed=impl == "tfp_flows")
+            start = time.perf_counter()
+            step(batch, tf.constant([1, 2])).numpy()
+            first = time.perf_counter() - start
+            sec = common.seconds_per_call(step, batch, tf.constant([1, 2]), warmup=1,
+                                          repeats=args.repeats)
+            row = {"implementation": impl, "trace": trace, "jit_compile": jit,
+                   "first call (s)": first, "s / step": sec}
+            if impl == "tfp_flows":
+                row["NFE (fwd solve)"] = int(dist.bijector.solve(batch, "inverse",
+                                                                 seed=(1, 2)).nfe)
+            rows.append(row)
+            print(row, flush=True)
+    for row in rows:
+        ref = next(r for r in rows if r["trace"] == row["trace"]
+                   and r["implementation"] == "tfb.FFJORD")
+        row["speed-up vs tfb.FFJORD"] = ref["s / step"] / row["s / step"]
+    return rows
+
+
+def race(args, split):
+    """Train each contender (Hutchinson trace) for the same wall-clock budget."""
+    rows, curves = [], {}
+    rng = np.random.default_rng(args.seed)
+    for impl, jit in (("tfb.FFJORD", False), ("tfp_flows", True)):
+        net = make_net(args.seed)
+        dist = ours(net, "hutchinson") if impl == "tfp_flows" else theirs(net, "hutchinson")
+        step = train_step_fn(dist, net, keras.optimizers.Adam(3e-3), jit,
+                             pass_seed=impl == "tfp_flows")
+        evaluator = ours(net, "exact")
+        start, steps, curve = time.perf_counter(), 0, []
+        while time.perf_counter() - start < args.budget:
+            idx = rng.choice(len(split.train), 512, replace=False)
+            step(tf.constant(split.train[idx]), tf.constant([args.seed, steps])).numpy()
+            steps += 1
+        elapsed = time.perf_counter() - start  # includes tracing/compilation
+        nll = common.mean_nll(lambda v: evaluator.log_prob(v), split.test, batch_size=2000)
+        curves[impl] = curve
+        rows.append({"implementation": impl, "jit_compile": jit, "budget (s)": args.budget,
+                     "wall time (s)": elapsed, "steps done": steps,
+                     "test NLL (exact trace)": nll})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def plot(rows, path):
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    labels = [f"{r['implementation']}\n{r['trace']}{' +jit' if r['jit_compile'] else ''}"
+              for r in rows]
+    ax.bar(range(len(rows)), [r["s / step"] for r in rows],
+           color=["tab:gray" if r["implementation"] == "tfb.FFJORD" else "tab:blue"
+                  for r in rows])
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_ylabel("seconds per training step")
+    ax.set_yscale("log")
+    ax.set_title("two moons, batch 512, DOPRI5 rtol=atol=1e-5")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main():
+    p = common.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--budget", type=float, default=60.0, help="training seconds per contender")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    split = datasets.load("two_moons", num_samples=20000, seed=args.seed)
+    command = "python benchmarks/ffjord_speed.py " + " ".join(sys.argv[1:])
+    rows = timing(args, split.train)
+    os.makedirs(os.path.join(args.out, "img"), exist_ok=True)
+    plot(rows, os.path.join(args.out, "img", "ffjord_speed.png"))
+    common.write_results(
+        os.path.join(args.out, "results", "ffjord_speed.md"),
+        "FFJORD seconds per training step vs tfb.FFJORD", command, rows,
+        ["implementation", "trace", "jit_compile", "first call (s)", "s / step",
+         "speed-up vs tfb.FFJORD", "NFE (fwd solve)"],
+        notes=f"Median of {args.repeats} steps after one warm-up; Adam with lr 0 so the "
+              "weights (and hence the NFE) stay fixed while timing. 'first call' includes "
+              "tracing and XLA compilation. NFE: our solver's count on the same batch.")
+    race_rows = race(args, split)
+    common.write_results(
+        os.path.join(args.out, "results", "ffjord_race.md"),
+        "Test NLL after equal wall-clock training (Hutchinson trace)", command, race_rows,
+        ["implementation", "jit_compile", "budget (s)", "wall time (s)", "steps done",
+         "test NLL (exact trace)"],
+        notes="Two moons (20000 train / 5000 test), batch 512, Adam 3e-3; the budget includes "
+              "tracing/compilation. NLL in nats, evaluated for both nets with the exact trace.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""FFJORD: analytic linear ODE, exact trace vs autodiff, Hutchinson, adjoint, RNODE, Keras."""
+
+import keras
+import numpy as np
+import pytest
+import scipy.linalg
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_flows import bijectors, flows, nets, testing
+from tfp_flows.bijectors import ode
+from tfp_flows.keras import RNODE, FlowModel, ReverseKL
+
+tfd = tfp.distributions
+
+A = np.array([[-0.3, 0.8, 0.1], [-0.5, 0.2, 0.4], [0.1, -0.2, -0.6]])
+
+
+class Linear(keras.layers.Layer):
+    """dz/dt = A z (+ A_c c): the flow map is expm(A (t1 - t0)), the log-det (t1 - t0) tr(A)."""
+
+    def __init__(self, matrix, conditional_size=0, **kwargs):
+        super().__init__(**kwargs)
+        self.event_size = matrix.shape[0]
+        self.conditional_size = conditional_size
+        self.matrix = self.add_weight(shape=matrix.shape, initializer="zeros", name="matrix")
+        self.matrix.assign(matrix.astype(self.dtype))
+        self.cond = self.add_weight(shape=(max(conditional_size, 1), self.event_size),
+                                    initializer="ones", name="cond")
+        self.built = True
+
+    def call(self, t, z, conditional_input=None):
+        out = tf.einsum("...j,ij->...i", z, self.matrix)
+        if conditional_input is not None:
+            out = out + tf.einsum("...j,ji->...i", conditional_input, self.cond)
+        return out
+
+
+def _ode_net(dtype="float64", conditional_size=0, seed=0):
+    net = nets.ODENet(2, (16,), conditional_size=conditional_size, dtype=dtype)
+    return testing.perturb_weights(net, scale=0.5, seed=seed)
+
+
+def _x(shape, dtype=tf.float64, seed=0):
+    return tf.constant(np.random.default_rng(seed).standard_normal(shape), dtype)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-7), ("float32", 1e-4)])
+@pytest.mark.parametrize("solver", ["dopri5", "rk4"])
+def test_linear_ode_matches_expm_and_trace(dtype, tol, solver):
+    b = bijectors.FFJORD(Linear(A, dtype=dtype), t0=0.5, t1=2.0, solver=solver, num_steps=64,
+                         rtol=1e-9 if dtype == "float64" else 1e-6, atol=1e-9)
+    x = _x((4, 3), dtype)
+    y = b.forward(x)
+    np.testing.assert_allclose(y, x.numpy() @ scipy.linalg.expm(1.5 * A).T, rtol=tol, atol=tol)
+    expected = np.full(4, 1.5 * np.trace(A))
+    np.testing.assert_allclose(b.forward_log_det_jacobian(x, 1), expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(b.inverse_log_det_jacobian(tf.identity(y), 1), -expected,
+                               rtol=tol, atol=tol)
+    assert y.dtype == tf.as_dtype(dtype)
+
+
+def test_fixed_step_solvers_nfe_and_order():
+    """NFE = steps x stages; halving the step cuts the error by ~2^order."""
+    x = _x((2, 3))
+    exact = x.numpy() @ scipy.linalg.expm(A).T
+    for solver, order in [("euler", 1), ("midpoint", 2), ("rk4", 4)]:
+        errs = []
+        for steps in (8, 16):
+            sol = bijectors.FFJORD(Linear(A, dtype="float64"), solver=solver,
+                                   num_steps=steps).solve(x, "forward")
+            assert int(sol.nfe) == steps * ode.FIXED_STEP_STAGES[solver]
+            errs.append(np.abs(sol.state.numpy() - exact).max())
+        # A p-th order method's error ratio is 2^p; allow +-1 in the exponent.
+        assert 2 ** (order - 1) < errs[0] / errs[1] < 2 ** (order + 1), (solver, errs)
+
+
+def test_dopri5_reports_nfe_and_running_out_of_steps():
+    b = bijectors.FFJORD(_ode_net(), rtol=1e-8, atol=1e-8)
+    sol = b.solve(_x((3, 2)), "forward")
+    # 2 evaluations to choose the first step, then 6 per attempted step (FSAL).
+    assert int(sol.nfe) == 2 + 6 * int(sol.num_steps) and bool(sol.success)
+    short = bijectors.FFJORD(_ode_net(), rtol=1e-8, atol=1e-8, max_num_steps=2)
+    assert not bool(short.solve(_x((3, 2)), "forward").success)
+    strict = bijectors.FFJORD(_ode_net(), rtol=1e-8, atol=1e-8, max_num_steps=2,
+                              validate_args=True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_num_steps"):
+        strict.forward(_x((3, 2)))
+
+
+def test_exact_trace_matches_autodiff_slogdet():
+    b = bijectors.FFJORD(_ode_net(), rtol=1e-10, atol=1e-10)
+    x = _x((6, 2))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = b.forward(tf.identity(x))
+    slogdet = np.linalg.slogdet(tape.batch_jacobian(y, x).numpy())[1]
+    np.testing.assert_allclose(b.forward_log_det_jacobian(x, 1), slogdet, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(b.inverse(tf.identity(y)), x, atol=1e-7)
+
+
+@pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
+def test_hutchinson_is_unbiased(probe):
+    """One solve of 2000 copies of x: every copy draws its own probe, so the
+    copies' log-dets are 2000 i.i.d. estimates. With the same fixed-step solver
+    they have the exact-trace value as their expectation (the trajectory does not
+    depend on the probe and the estimate is linear in v v^T), so the sample mean
+    is within 5 standard errors of it (a false failure has probability < 1e-6)."""
+    net = _ode_net()
+    x = tf.repeat(_x((1, 2)), 2000, axis=0)
+    kwargs = dict(solver="rk4", num_steps=8)
+    exact = bijectors.FFJORD(net, **kwargs).solve(x[:1], "inverse").log_det.numpy()[0]
+    est = bijectors.FFJORD(net, trace="hutchinson", probe=probe, **kwargs).solve(
+        x, "inverse", seed=(3, 4)).log_det.numpy()
+    assert est.std() > 1e-3  # genuinely random
+    assert abs(est.mean() - exact) < 5 * est.std() / np.sqrt(est.size), (est.mean(), exact)
+    # More probes per solve: the variance falls like 1 / num_probes.
+    est8 = bijectors.FFJORD(net, trace="hutchinson", probe=probe, num_probes=8, **kwargs).solve(
+        x, "inverse", seed=(3, 4)).log_det.numpy()
+    assert est8.std() < 0.6 * est.std()
+
+
+def test_hutchinson_seeds_and_switching_trace():
+    net = _ode_net()
+    b = bijectors.FFJORD(net, solver="rk4", num_steps=8, trace="hutchinson")
+    flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2, tf.float64)), b)
+    x = _x((5, 2))
+    lp1 = flow.log_prob(x, bijector_kwargs={"seed": (1, 2)})
+    np.testing.assert_array_equal(lp1, flow.log_prob(tf.identity(x),
+                                                     bijector_kwargs={"seed": (1, 2)}))
+    assert not np.allclose(lp1, flow.log_prob(x, bijector_kwargs={"seed": (5, 6)}))
+    exact = bijectors.FFJORD(net, solver="rk4", num_steps=8)
+    expected = tfd.TransformedDistribution(flow.distribution, exact).log_prob(x)
+    # Per call, and by switching the attribute: same tensor, no stale cached estimate.
+    np.testing.assert_allclose(flow.log_prob(x, bijector_kwargs={"trace": "exact"}), expected)
+    b.trace = "exact"
+    np.testing.assert_allclose(flow.log_prob(x, bijector_kwargs={"seed": (1, 2)}), expected)
+
+
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+def test_adjoint_gradients_equal_backprop(trace):
+    net = _ode_net(conditional_size=1)
+    x, c = _x((4, 2)), _x((4, 1), seed=1)
+    grads = {}
+    for gradient in ("backprop", "adjoint"):
+        b = bijectors.FFJORD(net, gradient=gradient, rtol=1e-10, atol=1e-10, trace=trace)
+        with tf.GradientTape() as tape:
+            tape.watch([x, c])
+            sol = b.solve(x, "inverse", conditional_input=c, seed=(7, 8))
+            loss = tf.reduce_sum(sol.log_det - 0.5 * tf.reduce_sum(sol.state**2, -1))
+        grads[gradient] = tape.gradient(loss, [x, c, *net.trainable_variables])
+    assert len(grads["adjoint"]) == 2 + len(net.trainable_variables)
+    for g_back, g_adj in zip(grads["backprop"], grads["adjoint"], strict=True):
+        assert g_adj is not None and np.any(np.asarray(g_adj) != 0)
+        np.testing.assert_allclose(g_adj, g_back, rtol=1e-5, atol=1e-7)
+
+
+def test_rnode_regularisers_linear_field():
+    """dz/dt = a z: int_0^1 ||f||^2 dt = a^2 ||x||^2 (e^{2a} - 1) / (2a) and
+    int_0^1 ||J||_F^2 dt = a^2 D, in both directions."""
+    a = 0.4
+    b = bijectors.FFJORD(Linear(a * np.eye(3), dtype="float64"), rtol=1e-10, atol=1e-10)
+    x = _x((5, 3))
+    sol = b.solve(x, "forward", regularize=True)
+    sq = np.sum(x.numpy() ** 2, -1)
+    np.testing.assert_allclose(sol.kinetic, a**2 * sq * np.expm1(2 * a) / (2 * a), rtol=1e-7)
+    np.testing.assert_allclose(sol.jacobian_frobenius, np.full(5, 3 * a**2), rtol=1e-7)
+    back = b.solve(sol.state, "inverse", regularize=True)
+    np.testing.assert_allclose(back.kinetic, sol.kinetic, rtol=1e-7)
+    assert b.solve(x, "forward").kinetic is None
+
+
+def test_rnode_objective_penalty_only_in_training():
+    flow = flows.ffjord(2, hidden_units=(8,), solver="rk4", num_steps=4, actnorm=True,
+                        dtype="float64")
+    testing.perturb_weights(flow, seed=2)
+    x = _x((6, 2))
+    objective = RNODE(kinetic_weight=0.5, jacobian_weight=0.25)
+    score, penalty = objective(flow, x, seed=(1, 2), training=True)
+    (block,) = flows.ffjord_blocks(flow)
+    h = flow.bijector.bijectors[0].inverse(x)
+    sol = block.solve(h, "inverse", regularize=True)
+    expected = 0.5 * np.mean(sol.kinetic) + 0.25 * np.mean(sol.jacobian_frobenius)
+    np.testing.assert_allclose(penalty, expected, rtol=1e-10)
+    np.testing.assert_allclose(score, flow.log_prob(x), rtol=1e-10)
+    np.testing.assert_allclose(objective(flow, x, seed=(1, 2), training=False), score)
+    assert RNODE.from_config(objective.get_config()).jacobian_weight == 0.25
+
+
+def test_sample_and_log_prob_is_one_solve_and_reverse_kl_trains():
+    flow = flows.ffjord(2, hidden_units=(8,), solver="rk4", num_steps=4)
+    (block,) = flows.ffjord_blocks(flow)
+    testing.perturb_weights(flow, seed=3)
+    calls = []
+    solve = block.solve
+    block.solve = lambda *a, **k: calls.append(a[1]) or solve(*a, **k)
+    y, lp = flow.experimental_sample_and_log_prob(7, seed=(1, 2))
+    assert calls == ["forward"]
+    np.testing.assert_allclose(lp, flow.log_prob(tf.identity(y)), rtol=1e-4, atol=1e-4)
+    del block.solve
+    target = tfd.MultivariateNormalDiag([1.0, -1.0], [0.5, 0.5]).log_prob
+    model = FlowModel(flow, objective=ReverseKL(target, num_samples=64))
+    model.compile(keras.optimizers.Adam(1e-2))
+    history = model.fit(steps_per_epoch=5, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+
+
+def test_fit_jit_compile_with_hutchinson_and_rnode():
+    model = FlowModel.from_flow("ffjord", event_size=2, hidden_units=(8,), solver="rk4",
+                                num_steps=4, trace="hutchinson",
+                                objective=RNODE(kinetic_weight=0.01, jacobian_weight=0.01))
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.compile(keras.optimizers.Adam(1e-2), jit_compile=True)
+    x = np.random.default_rng(0).standard_normal((64, 2)).astype("float32") * 2
+    history = model.fit(x, batch_size=32, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert all(np.any(w.numpy() != b) for w, b in zip(model.trainable_weights, before, strict=True))
+    (block,) = flows.ffjord_blocks(model.distribution)
+    block.trace = "exact"  # evaluate the Hutchinson-trained weights with the exact trace
+    assert np.all(np.isfinite(model.log_prob(x[:8])))
+
+
+def test_fit_under_mirrored_strategy_with_adjoint():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = FlowModel.from_flow("ffjord", event_size=2, hidden_units=(8,), solver="rk4",
+                                    num_steps=3, gradient="adjoint", objective=RNODE(0.01))
+        model.compile(keras.optimizers.Adam(1e-2))
+    x = np.random.default_rng(0).standard_normal((32, 2)).astype("float32")
+    history = model.fit(x, batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(solver="rk45"), ValueError, "`solver` must be one of"),
+    (dict(solver=4), TypeError, "`solver` must be one of"),
+    (dict(trace="approx"), ValueError, "`trace` must be one of"),
+    (dict(probe="uniform"), ValueError, "`probe` must be one of"),
+    (dict(gradient="checkpoint"), ValueError, "`gradient` must be one of"),
+    (dict(rtol=0.0), ValueError, "`rtol` must be a positive number; got 0.0"),
+    (dict(atol=-1e-5), ValueError, "`atol` must be a positive number"),
+    (dict(num_steps=0), ValueError, "`num_steps` must be a positive integer; got 0"),
+    (dict(max_num_steps=2.5), TypeError, "`max_num_steps` must be a positive integer"),
+    (dict(num_probes=0), ValueError, "`num_probes` must be a positive integer"),
+    (dict(t0=1.0, t1=1.0), ValueError, "`t1` must be greater than `t0`; got t0=1.0, t1=1.0"),
+    (dict(t1="1"), TypeError, "`t1` must be a Python number"),
+])
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        bijectors.FFJORD(_ode_net(), **kwargs)
+
+
+def test_bad_inputs_and_objects():
+    with pytest.raises(TypeError, match="`vector_field` must be a Keras 3 layer"):
+        bijectors.FFJORD(lambda t, z: z)
+    b = bijectors.FFJORD(_ode_net(), solver="euler", num_steps=1)
+    with pytest.raises(ValueError, match=r"FFJORD: expected inputs of shape \[..., 2\]"):
+        b.forward(_x((4, 3)))
+    with pytest.raises(ValueError, match="`trace` must be one of"):
+        b.trace = "stochastic"
+    with pytest.raises(ValueError, match="`direction` must be one of"):
+        b.solve(_x((4, 2)), "backward")
+    with pytest.raises(ValueError, match="`kinetic_weight` must be a non-negative number"):
+        RNODE(kinetic_weight=-1.0)
+    with pytest.raises(TypeError, match="RNODE needs at least one FFJORD"):
+        RNODE()(flows.real_nvp(2, num_layers=1, hidden_units=(4,)), _x((3, 2), tf.float32))
+    with pytest.raises(ValueError, match="`hidden_units\\[0\\]` must be a positive integer"):
+        nets.ODENet(2, (0,))
+    with pytest.raises(ValueError, match="`activation` must be one of"):
+        nets.ODENet(2, activation="relu")

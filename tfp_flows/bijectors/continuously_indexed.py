@@ -1,0 +1,214 @@
+"""Continuously indexed bijections `G(.; u)`: the layer map of localised generative flows.
+
+A localised generative flow (LGF, Cornish et al., 2019; later "CIF") replaces
+each bijection of a flow by a family `G(.; u)` indexed by a continuous latent
+`u`. `ContinuouslyIndexed` is the paper's choice,
+
+    G(x; u) = s(u) * g(x) + t(u),        s(u) > 0 elementwise,
+
+with `g` any bijection and `s`, `t` two outputs of one MLP of `u`. For a fixed
+`u`, `G(.; u)` is a bijection, so it is a `tfb.Bijector` taking
+`conditional_input=u`. `with_fixed_index(bijector, u)` bakes a fixed `u` in
+(used by the generic bijector checks and by the Dirac reduction).
+
+Direction (DESIGN.md 2): `G` maps *data towards the base*, so it is this
+bijector's `inverse`; `forward` is `G^-1(.; u)`, the sampling direction.
+"""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_flows.bijectors import traversal
+from tfp_flows.bijectors.conditioners import soft_clamp
+from tfp_flows.internal import keras_owned, validation
+from tfp_flows.nets.mlp import MLP
+
+tfb = tfp.bijectors
+
+
+class ContinuouslyIndexed(tfb.Bijector):
+    """`G(x; u) = s(u) * g(x) + t(u)`, a bijection of `x` for each index `u`.
+
+    Density direction (`inverse`), with `g = bijector.inverse`:
+
+        z = G(x; u) = s(u) * g(x) + t(u),
+        log|det D_x G(x; u)| = log|det Dg(x)| + sum_i log s_i(u).
+
+    Sampling direction (`forward`): `x = g^-1((z - t(u)) / s(u))`, with
+    log-det `-sum_i log s_i(u) + log|det Dg^-1(.)|`.
+
+    Note on the paper: Cornish et al. (2019, eq. for G) write the Jacobian
+    determinant as `det Dg(x) * sum_i s_i(u)`. That is wrong: `D_x G =
+    diag(s(u)) Dg(x)`, whose determinant is `det Dg(x) * prod_i s_i(u)`, so the
+    log-determinant adds `sum_i log s_i(u)` (DESIGN.md 3.4).
+
+    `s` and `t` are the two halves of one `nets.MLP(u)` output, `t = out[:D]`
+    and `s = exp(c * tanh(out[D:] / c))` (soft clamp `c = log_scale_bound`, so
+    `s` stays in `[e^-c, e^c]`). The MLP's output layer starts at zero, so a
+    new layer has `s = 1`, `t = 0`: `G(.; u) = g` for every `u`.
+
+    Args:
+      event_size: D, the size of `x`.
+      index_size: size of the index `u` (>= 1).
+      bijector: `g`, a `tfb.Bijector` on `[..., D]` in this library's
+        convention (its `inverse` is the density direction), or None for the
+        identity. Not conditional on `u`.
+      hidden_units: hidden widths of the `s`/`t` MLP.
+      activation: activation of the `s`/`t` MLP.
+      log_scale_bound: soft clamp `c` of `log s` (None: no clamp).
+      dtype: float32 or float64.
+
+    #### Examples
+
+    ```python
+    g = tfp_flows.flows.maf(event_size=2, num_layers=1).bijector
+    layer = ContinuouslyIndexed(event_size=2, index_size=1, bijector=g)
+    u = tf.constant([[0.3]])
+    z = layer.inverse(x, conditional_input=u)             # G(x; u)
+    ildj = layer.inverse_log_det_jacobian(x, event_ndims=1, conditional_input=u)
+    flow = tfd.TransformedDistribution(
+        tfd.MultivariateNormalDiag(tf.zeros(2)), with_fixed_index(layer, [0.3]))
+    ```
+
+    #### References
+
+    [1] Rob Cornish, Anthony Caterini, George Deligiannidis, Arnaud Doucet.
+        Localised Generative Flows. arXiv:1909.13833, 2019.
+    """
+
+    def __init__(self, event_size, index_size, bijector=None, hidden_units=(10, 10),
+                 activation="relu", log_scale_bound=3.0, dtype=tf.float32, validate_args=False,
+                 name="continuously_indexed"):
+        parameters = dict(locals())
+        self._event_size = validation.positive_int(event_size, "event_size")
+        self._index_size = validation.positive_int(index_size, "index_size")
+        dtype = validation.float_dtype(dtype)
+        if bijector is None:
+            bijector = tfb.Identity()
+        if not isinstance(bijector, tfb.Bijector):
+            raise TypeError("`bijector` must be a `tfb.Bijector` or None; "
+                            f"got {type(bijector).__name__}.")
+        if traversal.is_conditional(bijector):
+            raise ValueError("`bijector` (g) must not be conditional: G(x; u) = s(u) * g(x) + "
+                             "t(u) feeds `u` to s and t only; got a conditional bijector.")
+        if log_scale_bound is not None:
+            log_scale_bound = validation.positive_float(log_scale_bound, "log_scale_bound")
+        self._bound = log_scale_bound
+        self._g = bijector
+        with tf.name_scope(name) as name:
+            self.net = keras_owned.build_layer(
+                MLP(2 * self._event_size, hidden_units, activation, dtype=dtype.name,
+                    name=name.strip("/").replace("/", "_") + "_st_net"),
+                (None, self._index_size))
+            parameters["net"] = self.net  # unique per instance: keeps TFP's cache apart
+            super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
+                             parameters=parameters, name=name)
+            keras_owned.own_keras_layers(self, self.net)
+        traversal.mark_conditional(self)
+
+    @property
+    def event_size(self):
+        return self._event_size
+
+    @property
+    def index_size(self):
+        return self._index_size
+
+    @property
+    def bijector(self):
+        """`g`, the inner bijection."""
+        return self._g
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    def shift_and_log_scale(self, u):
+        """`t(u)` and `log s(u)`, each `[..., D]`."""
+        if u is None:
+            raise ValueError(f"{type(self).__name__} needs `conditional_input` (the index u, "
+                             f"shape [..., {self._index_size}]); got None.")
+        u = tf.convert_to_tensor(u, self.dtype, name="conditional_input")
+        u = validation.check_event_size(u, self._index_size, f"{type(self).__name__} index u",
+                                        self.validate_args)
+        shift, log_scale = tf.split(self.net(u), 2, axis=-1)
+        return shift, soft_clamp(log_scale, self._bound)
+
+    def _batch_zeros(self, x, log_scale):
+        # The log-det has the broadcast batch shape of x and u, even for g = identity.
+        shape = tf.broadcast_dynamic_shape(tf.shape(x)[:-1], tf.shape(log_scale)[:-1])
+        return tf.zeros(shape, self.dtype)
+
+    def _inverse(self, y, conditional_input=None):
+        shift, log_scale = self.shift_and_log_scale(conditional_input)
+        return tf.exp(log_scale) * self._g.inverse(y) + shift
+
+    def _forward(self, x, conditional_input=None):
+        shift, log_scale = self.shift_and_log_scale(conditional_input)
+        return self._g.forward((x - shift) * tf.exp(-log_scale))
+
+    def _inverse_log_det_jacobian(self, y, conditional_input=None):
+        _, log_scale = self.shift_and_log_scale(conditional_input)
+        inner = self._g.inverse_log_det_jacobian(y, event_ndims=1)
+        return inner + tf.reduce_sum(log_scale, -1) + self._batch_zeros(y, log_scale)
+
+    def _forward_log_det_jacobian(self, x, conditional_input=None):
+        shift, log_scale = self.shift_and_log_scale(conditional_input)
+        h = (x - shift) * tf.exp(-log_scale)
+        inner = self._g.forward_log_det_jacobian(h, event_ndims=1)
+        return inner - tf.reduce_sum(log_scale, -1) + self._batch_zeros(x, log_scale)
+
+    def initialize_from_data(self, y, conditional_input=None):
+        """Data-dependent initialisation of `g` (e.g. its ActNorms); `s`, `t` start at 1, 0."""
+        traversal.initialize_from_data(self._g, y)
+
+
+class FixedIndex(tfb.Bijector):
+    """`bijector` with a constant `conditional_input=u`: an ordinary (unconditional) bijector.
+
+    `forward(x) = bijector.forward(x, conditional_input=u)`, likewise inverse and
+    log-determinants; `u` (shape `[U]` or broadcastable to the batch) is fixed.
+    """
+
+    def __init__(self, bijector, index, validate_args=False, name="fixed_index"):
+        parameters = dict(locals())
+        if not isinstance(bijector, tfb.Bijector):
+            raise TypeError(f"`bijector` must be a `tfb.Bijector`; got {type(bijector).__name__}.")
+        if not traversal.is_conditional(bijector):
+            raise ValueError("`bijector` must take `conditional_input` (flagged with "
+                             "`mark_conditional`); got an unconditional bijector.")
+        with tf.name_scope(name) as name:
+            self._bijector = bijector
+            self._index = tf.convert_to_tensor(index, bijector.dtype, name="index")
+            if self._index.shape.rank is None or self._index.shape.rank < 1:
+                raise ValueError("`index` must have shape [..., U]; got shape "
+                                 f"{self._index.shape}.")
+            super().__init__(forward_min_event_ndims=1, dtype=bijector.dtype,
+                             validate_args=validate_args, parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    def _kwargs(self):
+        return traversal.conditional_kwargs(self._bijector, self._index)
+
+    def _forward(self, x):
+        return self._bijector.forward(x, **self._kwargs())
+
+    def _inverse(self, y):
+        return self._bijector.inverse(y, **self._kwargs())
+
+    def _forward_log_det_jacobian(self, x):
+        return self._bijector.forward_log_det_jacobian(x, event_ndims=1, **self._kwargs())
+
+    def _inverse_log_det_jacobian(self, y):
+        return self._bijector.inverse_log_det_jacobian(y, event_ndims=1, **self._kwargs())
+
+    def initialize_from_data(self, y):
+        traversal.initialize_from_data(self._bijector, y, self._index)
+
+
+def with_fixed_index(bijector, index):
+    """`FixedIndex(bijector, index)`: a conditional bijector with `u` baked in."""
+    return FixedIndex(bijector, index)

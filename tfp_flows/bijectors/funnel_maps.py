@@ -1,0 +1,324 @@
+"""Conditional maps `F` for funnels: bijections of `x_plus` given `x_minus`.
+
+A funnel (Klein et al., "Funnels", seed 001) keeps `x_plus` and drops `x_minus`;
+its latent is `z = F^-1(x_plus; x_minus)`. Every class here is a `tfb.Bijector`
+on `x_plus` that takes the dropped coordinates as `conditional_input=`:
+
+* forward (sampling direction): `x_plus = F(z; x_minus)`,
+* inverse (density direction): `z = F^-1(x_plus; x_minus)`,
+* `inverse_log_det_jacobian = log|det dz/dx_plus|`, the funnel's Jacobian term.
+
+| class | `z = F^-1(x_plus; x_minus)` | `log|det dz/dx_plus|` |
+|---|---|---|
+| `ElementwiseAffine` | `(x_plus - t(x_minus)) * exp(-s(x_minus))` | `-sum s` |
+| `ElementwiseSpline` | monotone RQ spline per dim, knots from `x_minus` | sum of log slopes |
+| `FunnelLinear` | `R x_plus + W' x_minus + b`, R in LU form | `num_tiles * log|det R|` |
+
+`FunnelLinear` with `num_tiles > 1` is the convolutional funnel: an image cut
+into non-overlapping tiles (kernel stride equal to its width), one element of
+each tile kept, the same kernel `[R, W']` applied to every tile. For the 1-D
+kernel `[a, b]` with stride 2 over `n` inputs this gives
+`log|det| = (n/2) log|a|`; the paper's Eq. (7) writes `log((n/2)|a|)`, which
+is not the log-determinant of the map (DESIGN.md 3.2).
+
+With `conditional_size=0` the elementwise maps hold free parameters and are
+plain bijections (the F-MLP's learnable spline activation).
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_flows.bijectors.conditioners import soft_clamp
+from tfp_flows.bijectors.traversal import mark_conditional
+from tfp_flows.internal import keras_owned, validation
+from tfp_flows.nets.mlp import MLP, Parameters
+
+tfb = tfp.bijectors
+
+# softplus(0 + log(e - 1)) = 1: a zero conditioner output gives unit knot slopes.
+_UNIT_SLOPE_SHIFT = 0.5413248546129181
+
+
+def _layer_name(name, suffix):
+    return name.strip("/").replace("/", "_") + suffix
+
+
+class _Elementwise(tfb.Bijector):
+    """Shared plumbing: per-dimension parameters from an MLP of `x_minus` or free weights."""
+
+    _params_per_dim = None  # set by subclasses
+
+    def __init__(self, event_size, conditional_size, hidden_units, activation, dtype,
+                 validate_args, parameters, name):
+        self._event_size = validation.positive_int(event_size, "event_size")
+        self._conditional_size = validation.positive_int(
+            conditional_size, "conditional_size", allow_zero=True)
+        dtype = validation.float_dtype(dtype)
+        with tf.name_scope(name) as name:
+            width = self._params_per_dim()
+            if self._conditional_size:
+                self._net = keras_owned.build_layer(
+                    MLP(event_size * width, hidden_units, activation, dtype=dtype.name,
+                        name=_layer_name(name, "_net")),
+                    (None, self._conditional_size))
+            else:
+                self._net = Parameters({"raw": ((event_size, width), "zeros")},
+                                       dtype=dtype.name, name=_layer_name(name, "_params"))
+            parameters["net"] = self._net  # unique per instance: keeps TFP's cache apart
+            super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
+                             parameters=parameters, name=name)
+            keras_owned.own_keras_layers(self, self._net)
+        if self._conditional_size:
+            mark_conditional(self)
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    @property
+    def event_size(self):
+        return self._event_size
+
+    def _raw(self, conditional_input):
+        """Unconstrained parameters, shape `[..., event_size, params_per_dim]`."""
+        if not self._conditional_size:
+            return self._net.variable("raw")
+        if conditional_input is None:
+            raise ValueError(f"{type(self).__name__} is conditional: pass "
+                             f"`conditional_input` of shape [..., {self._conditional_size}].")
+        c = tf.convert_to_tensor(conditional_input, self.dtype)
+        out = self._net(c)
+        return tf.reshape(out, tf.concat([tf.shape(out)[:-1], [self._event_size, -1]], 0))
+
+    def _batch_ldj(self, per_dim, x):
+        """Sums `per_dim` over the event and broadcasts to the batch shape of `x`."""
+        total = tf.reduce_sum(per_dim, axis=-1)
+        return tf.broadcast_to(total, tf.broadcast_dynamic_shape(tf.shape(x)[:-1],
+                                                                 tf.shape(total)))
+
+
+class ElementwiseAffine(_Elementwise):
+    """`x_plus = z * exp(s) + t`, with `(t, s) = MLP(x_minus)` (or free weights).
+
+    The log-scale is soft-clamped to `[-log_scale_bound, log_scale_bound]`
+    (`c tanh(s / c)`), so `exp(s)` cannot overflow in training. A zero MLP
+    output (its initial state) is the identity.
+    `log|det dx_plus/dz| = sum_i s_i`; the funnel uses the inverse, `-sum_i s_i`.
+
+    #### Examples
+
+    ```python
+    f = ElementwiseAffine(event_size=3, conditional_size=1)
+    z = f.inverse(x_plus, conditional_input=x_minus)
+    ldj = f.inverse_log_det_jacobian(x_plus, event_ndims=1, conditional_input=x_minus)
+    ```
+    """
+
+    def __init__(self, event_size, conditional_size=0, hidden_units=(64, 64),
+                 activation="relu", log_scale_bound=3.0, dtype=tf.float32,
+                 validate_args=False, name="elementwise_affine"):
+        parameters = dict(locals())
+        self._bound = log_scale_bound
+        super().__init__(event_size, conditional_size, hidden_units, activation, dtype,
+                         validate_args, parameters, name)
+
+    @staticmethod
+    def _params_per_dim():
+        return 2
+
+    def _shift_log_scale(self, conditional_input):
+        raw = self._raw(conditional_input)
+        return raw[..., 0], soft_clamp(raw[..., 1], self._bound)
+
+    def _forward(self, z, conditional_input=None):
+        shift, log_scale = self._shift_log_scale(conditional_input)
+        return z * tf.exp(log_scale) + shift
+
+    def _inverse(self, x, conditional_input=None):
+        shift, log_scale = self._shift_log_scale(conditional_input)
+        return (x - shift) * tf.exp(-log_scale)
+
+    def _forward_log_det_jacobian(self, z, conditional_input=None):
+        _, log_scale = self._shift_log_scale(conditional_input)
+        return self._batch_ldj(log_scale, z)
+
+    def _inverse_log_det_jacobian(self, x, conditional_input=None):
+        return -self._forward_log_det_jacobian(x, conditional_input)
+
+
+class ElementwiseSpline(_Elementwise):
+    """Monotone rational-quadratic spline per dimension (Durkan et al., 2019).
+
+    On `[-bound, bound]` the map is a spline with `num_bins` bins whose widths,
+    heights and interior slopes come from `MLP(x_minus)` (a coupling layer whose
+    conditioner sees only the dropped coordinates) or, with
+    `conditional_size=0`, from free weights (the F-MLP activation). Outside the
+    interval it is the identity. Zero parameters give the identity.
+    Log-det: TFP's closed-form spline derivative, summed over dimensions.
+    """
+
+    def __init__(self, event_size, conditional_size=0, num_bins=8, bound=4.0,
+                 hidden_units=(64, 64), activation="relu", dtype=tf.float32,
+                 validate_args=False, name="elementwise_spline"):
+        parameters = dict(locals())
+        self._num_bins = validation.positive_int(num_bins, "num_bins")
+        self._bound = validation.positive_float(bound, "bound")
+        super().__init__(event_size, conditional_size, hidden_units, activation, dtype,
+                         validate_args, parameters, name)
+
+    def _params_per_dim(self):
+        return 3 * self._num_bins - 1
+
+    def _spline(self, conditional_input):
+        raw = self._raw(conditional_input)
+        k, interval = self._num_bins, 2 * self._bound
+
+        def bins(p):  # every bin keeps at least 1e-3 of the interval
+            return (tf.nn.softmax(p, axis=-1) * (1 - 1e-3 * k) + 1e-3) * interval
+
+        slopes = tf.nn.softplus(raw[..., 2 * k:] + _UNIT_SLOPE_SHIFT) + 1e-3
+        return tfb.RationalQuadraticSpline(bins(raw[..., :k]), bins(raw[..., k:2 * k]), slopes,
+                                           range_min=-self._bound)
+
+    def _forward(self, z, conditional_input=None):
+        return self._spline(conditional_input).forward(z)
+
+    def _inverse(self, x, conditional_input=None):
+        return self._spline(conditional_input).inverse(x)
+
+    def _forward_log_det_jacobian(self, z, conditional_input=None):
+        ldj = self._spline(conditional_input).forward_log_det_jacobian(z, event_ndims=1)
+        return tf.broadcast_to(ldj, tf.broadcast_dynamic_shape(tf.shape(z)[:-1], tf.shape(ldj)))
+
+    def _inverse_log_det_jacobian(self, x, conditional_input=None):
+        ldj = self._spline(conditional_input).inverse_log_det_jacobian(x, event_ndims=1)
+        return tf.broadcast_to(ldj, tf.broadcast_dynamic_shape(tf.shape(x)[:-1], tf.shape(ldj)))
+
+
+def _random_lu(size, seed):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((size, size)))
+    lower_upper, perm = tf.linalg.lu(tf.constant(q))
+    return lower_upper.numpy(), perm.numpy()
+
+
+class FunnelLinear(tfb.Bijector):
+    """The F-MLP / convolutional funnel map: `z_t = R x_plus_t + W' x_minus_t + b` per tile.
+
+    `x_plus` has `num_tiles * event_size` entries and `x_minus`
+    (`conditional_input`) `num_tiles * conditional_size`, both tile-major. With
+    one tile this is the F-MLP weight matrix `W x = R x_plus + W' x_minus`
+    (paper, Sec. 3); with many tiles and shared weights it is a convolution
+    whose stride equals its width (Appendix A.7.1). `R` is square and stored as
+    `P L U` (`tfb.ScaleMatvecLU`), initialised at a random rotation.
+
+    Inverse (density): `z_t = R x_plus_t + W' x_minus_t + b`.
+    Forward (sampling): `x_plus_t = R^-1 (z_t - W' x_minus_t - b)` (paper Eq. 21).
+    `log|det dz/dx_plus| = num_tiles * log|det R|`. For the 1-D kernel `[a, b]`
+    with stride 2 over n inputs (R = a, n/2 tiles) that is `(n/2) log|a|`, not
+    the paper's `log((n/2)|a|)`.
+    """
+
+    def __init__(self, event_size, conditional_size, num_tiles=1, seed=0, dtype=tf.float32,
+                 validate_args=False, name="funnel_linear"):
+        parameters = dict(locals())
+        self._event_size = validation.positive_int(event_size, "event_size")
+        self._conditional_size = validation.positive_int(conditional_size, "conditional_size")
+        self._num_tiles = validation.positive_int(num_tiles, "num_tiles")
+        dtype = validation.float_dtype(dtype)
+        with tf.name_scope(name) as name:
+            lower_upper, perm = _random_lu(self._event_size, seed)
+            self._params = Parameters(
+                {"lower_upper": ((event_size, event_size),
+                                 lambda shape, dtype=None: tf.constant(lower_upper, dtype)),
+                 "kernel": ((event_size, conditional_size), "glorot_uniform"),
+                 "bias": ((event_size,), "zeros")},
+                dtype=dtype.name, name=_layer_name(name, "_params"))
+            parameters["params"] = self._params
+            self._lu = tfb.ScaleMatvecLU(self._params.variable("lower_upper"),
+                                         permutation=tf.constant(perm),
+                                         validate_args=validate_args)
+            super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
+                             parameters=parameters, name=name)
+            keras_owned.own_keras_layers(self, self._params)
+        mark_conditional(self)
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    @property
+    def event_size(self):
+        """Size of `x_plus` (all tiles)."""
+        return self._event_size * self._num_tiles
+
+    def _tiles(self, t, width):
+        return tf.reshape(t, tf.concat([tf.shape(t)[:-1], [self._num_tiles, width]], 0))
+
+    def _offset(self, conditional_input, like):
+        if conditional_input is None:
+            raise ValueError("FunnelLinear is conditional: pass `conditional_input` (x_minus) of "
+                             f"shape [..., {self._num_tiles * self._conditional_size}].")
+        c = self._tiles(tf.convert_to_tensor(conditional_input, self.dtype),
+                        self._conditional_size)
+        off = tf.einsum("...j,ij->...i", c, self._params.variable("kernel"))
+        off = off + self._params.variable("bias")
+        return tf.broadcast_to(off, tf.broadcast_dynamic_shape(tf.shape(off), tf.shape(like)))
+
+    def _inverse(self, x, conditional_input=None):
+        x_t = self._tiles(x, self._event_size)
+        z = self._lu.forward(x_t) + self._offset(conditional_input, x_t)
+        return tf.reshape(z, tf.concat([tf.shape(z)[:-2], [-1]], 0))
+
+    def _forward(self, z, conditional_input=None):
+        z_t = self._tiles(z, self._event_size)
+        x = self._lu.inverse(z_t - self._offset(conditional_input, z_t))
+        return tf.reshape(x, tf.concat([tf.shape(x)[:-2], [-1]], 0))
+
+    def _log_det_r(self):
+        lu = self._params.variable("lower_upper")
+        return tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(lu))))
+
+    def _inverse_log_det_jacobian(self, x, conditional_input=None):
+        return tf.broadcast_to(self._num_tiles * self._log_det_r(), tf.shape(x)[:-1])
+
+    def _forward_log_det_jacobian(self, z, conditional_input=None):
+        return -self._inverse_log_det_jacobian(z, conditional_input)
+
+
+class FixedConditional(tfb.Bijector):
+    """`bijector` with a fixed `conditional_input` baked in (for the generic checks).
+
+    Forward, inverse and log-dets are those of `bijector` at that input, so a
+    conditional map becomes an ordinary bijector of `x_plus`.
+    """
+
+    def __init__(self, bijector, conditional_input, name="fixed_conditional"):
+        parameters = dict(locals())
+        if not isinstance(bijector, tfb.Bijector):
+            raise TypeError(f"`bijector` must be a tfb.Bijector; got {type(bijector).__name__}.")
+        self._bijector = bijector
+        self._condition = tf.convert_to_tensor(conditional_input, bijector.dtype)
+        super().__init__(forward_min_event_ndims=1, dtype=bijector.dtype,
+                         parameters=parameters, name=name)
+        keras_owned.own_keras_layers(self, *keras_owned.find_keras_layers(bijector))
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    def _kw(self, x):
+        shape = tf.concat([tf.shape(x)[:-1], tf.shape(self._condition)[-1:]], 0)
+        return {"conditional_input": tf.broadcast_to(self._condition, shape)}
+
+    def _forward(self, x):
+        return self._bijector.forward(x, **self._kw(x))
+
+    def _inverse(self, y):
+        return self._bijector.inverse(y, **self._kw(y))
+
+    def _forward_log_det_jacobian(self, x):
+        return self._bijector.forward_log_det_jacobian(x, event_ndims=1, **self._kw(x))
+
+    def _inverse_log_det_jacobian(self, y):
+        return self._bijector.inverse_log_det_jacobian(y, event_ndims=1, **self._kw(y))
