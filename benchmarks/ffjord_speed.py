@@ -147,7 +147,7 @@ def main():
     p.add_argument("--budget", type=float, default=60.0, help="training seconds per contender")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    split = datasets.load("two_moons", num_samples=20000, seed=args.seed)
+    split = datasets.load("moons", num_samples=20000, seed=args.seed)
     command = "python benchmarks/ffjord_speed.py " + " ".join(sys.argv[1:])
     rows = timing(args, split.train)
     os.makedirs(os.path.join(args.out, "img"), exist_ok=True)

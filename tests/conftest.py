@@ -21,3 +21,18 @@ def _seed_everything():
     """Keras initialisers draw from global state: seed it so every test is reproducible."""
     keras.utils.set_random_seed(1234)
     yield
+
+
+_STRATEGY = []
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole session.
+
+    Several MirroredStrategy instances in one process break TF's collective ops
+    (CollectiveReduceV2 errors in the second one), so every test shares this one.
+    """
+    if not _STRATEGY:
+        _STRATEGY.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    return _STRATEGY[0]

@@ -111,10 +111,10 @@ def test_every_trainable_weight_gets_a_gradient(moons, flow):
 
 
 @pytest.mark.parametrize("flow", ["maf", "glow"])
-def test_mirrored_strategy_over_two_logical_devices(moons, flow):
+def test_mirrored_strategy_over_two_logical_devices(moons, flow, mirrored_strategy):
     # jit_compile=False: Keras 3 itself cannot XLA-compile a step over *logical* CPU
     # replicas (a plain Dense model fails the same way); see docs/scaling.md.
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
         model = FlowModel.from_flow(flow, **_small(flow))
@@ -126,8 +126,8 @@ def test_mirrored_strategy_over_two_logical_devices(moons, flow):
     assert model.evaluate(moons.validation, batch_size=256, verbose=0) < first - 0.2
 
 
-def test_replicas_draw_different_noise():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_replicas_draw_different_noise(mirrored_strategy):
+    strategy = mirrored_strategy
 
     def noise():
         seed = tff.keras.objectives.seed_for_step(0, 5)

@@ -457,11 +457,14 @@ def cmd_evaluate(args):
         run = json.load(f)
     model = _load_model(args.run_dir)
     name = args.dataset or run["dataset"]
-    data_dir = args.data_dir or run.get("data_dir")
-    num_samples = args.num_samples if args.num_samples is not None else run.get("num_samples")
+    # The run's data options apply to the run's data set only, not to a --dataset override.
+    same = name.lower() == run["dataset"]
+    data_dir = args.data_dir or (run.get("data_dir") if same else None)
+    num_samples = args.num_samples if args.num_samples is not None else (
+        run.get("num_samples") if same else None)
     seed = args.seed if args.seed is not None else run.get("seed", 0)
     dataset_args = (parse_key_values(args.dataset_arg, "--dataset-arg") if args.dataset_arg
-                    else run.get("dataset_args", {}))
+                    else run.get("dataset_args", {}) if same else {})
     split = _load_split(name, data_dir, num_samples, seed, dataset_args)
     event_size = model.distribution.event_shape[-1]
     if split.dim != event_size:

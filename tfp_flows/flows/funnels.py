@@ -154,7 +154,7 @@ def _mlp_sizes(event_size, latent_sizes):
     if latent_sizes is None:
         latent_sizes = (default_latent_size(event_size),)
     sizes = (event_size, *validation.int_tuple(latent_sizes, "latent_sizes", allow_empty=False))
-    if any(b >= a for a, b in zip(sizes, sizes[1:])):
+    if any(b >= a for a, b in zip(sizes, sizes[1:], strict=False)):
         raise ValueError("`latent_sizes` must decrease strictly from `event_size`; "
                          f"got {event_size} -> {list(sizes[1:])}.")
     return sizes
