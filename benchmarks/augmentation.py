@@ -174,10 +174,11 @@ def run_moons(args):
 
 
 def run_proposal(args):
-    tasks = [("N(0,I)^3, D=2", datasets.gaussian_power(2048, 2, 3, seed=args.seed),
-              datasets.gaussian_power(2048, 2, 3, seed=args.seed + 1000)),
-             ("two moons", datasets.two_moons(2048, seed=args.seed, noise=0.05),
-              datasets.two_moons(2048, seed=args.seed + 1000, noise=0.05))]
+    tasks = {"power3": ("N(0,I)^3, D=2", datasets.gaussian_power(2048, 2, 3, seed=args.seed),
+                        datasets.gaussian_power(2048, 2, 3, seed=args.seed + 1000)),
+             "moons": ("two moons", datasets.two_moons(2048, seed=args.seed, noise=0.05),
+                       datasets.two_moons(2048, seed=args.seed + 1000, noise=0.05))}
+    tasks = [tasks[name] for name in args.tasks]
     rows = []
     for name, x_train, x_test in tasks:
         for proposal in ("standard_normal", "gaussian"):
@@ -217,6 +218,8 @@ def main():
     p.add_argument("--psis", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--augments", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--img", default="docs/img")
+    p.add_argument("--tasks", nargs="+", choices=["power3", "moons"], default=["power3"],
+                   help="data sets of the proposal experiment")
     p.add_argument("--jit", action="store_true", help="compile training and evaluation with XLA")
     args = p.parse_args()
     _JIT[0] = args.jit

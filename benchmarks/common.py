@@ -18,6 +18,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tfp_flows.evaluation import markdown_table  # noqa: E402,F401 - re-exported
+
 
 def matmul_gflops(n=1024, repeats=10):
     """Measured float32 matmul rate of this machine, in GFLOP/s."""
@@ -70,17 +72,6 @@ def mean_nll(log_prob_fn, x, batch_size=1000):
     values = [np.asarray(log_prob_fn(tf.constant(x[i:i + batch_size])))
               for i in range(0, len(x), batch_size)]
     return float(-np.mean(np.concatenate(values)))
-
-
-def markdown_table(rows, columns):
-    """A Markdown table from a list of dicts."""
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
-        return str(v)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def write_results(path, title, command, rows, columns, notes=""):

@@ -30,16 +30,20 @@ import numpy as np  # noqa: E402
 from benchmarks import common, funnels_common  # noqa: E402
 from tfp_flows import datasets  # noqa: E402
 
-MODELS = [
-    ("F-NSF (conv)", 16, "funnel_conv", {"image_shape": [8, 8], "num_funnels": 1,
-                                         "num_layers": 4, "hidden_units": [64, 64]}),
-    ("F-NSF (conv)", 4, "funnel_conv", {"image_shape": [8, 8], "num_funnels": 2,
-                                        "num_layers": 4, "hidden_units": [64, 64]}),
-    ("F-MLP", 16, "funnel_mlp", {"event_size": 64, "latent_sizes": [32, 16]}),
-    ("F-MLP", 4, "funnel_mlp", {"event_size": 64, "latent_sizes": [32, 16, 4]}),
-    ("NSF", 64, "neural_spline", {"event_size": 64, "num_layers": 4,
-                                  "hidden_units": [64, 64], "lu_linear": True}),
-]
+
+def _models(num_layers, hidden):
+    return [
+        ("F-NSF (conv)", 16, "funnel_conv", {"image_shape": [8, 8], "num_funnels": 1,
+                                             "num_layers": num_layers, "hidden_units": hidden}),
+        ("F-NSF (conv)", 4, "funnel_conv", {"image_shape": [8, 8], "num_funnels": 2,
+                                            "num_layers": num_layers, "hidden_units": hidden}),
+        ("F-MLP", 16, "funnel_mlp", {"event_size": 64, "latent_sizes": [32, 16],
+                                     "hidden_units": hidden}),
+        ("F-MLP", 4, "funnel_mlp", {"event_size": 64, "latent_sizes": [32, 16, 4],
+                                    "hidden_units": hidden}),
+        ("NSF", 64, "neural_spline", {"event_size": 64, "num_layers": num_layers,
+                                      "hidden_units": hidden, "lu_linear": True}),
+    ]
 
 
 def _log_std(normal_classes, seed):
@@ -67,12 +71,14 @@ def main():
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--normal-classes", default="0,1,2,3,4")
+    parser.add_argument("--num-layers", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=64)
     args = parser.parse_args()
     normal = [int(c) for c in args.normal_classes.split(",")]
     split = datasets.load_digits_by_class(normal, seed=args.seed)
     log_std, dim = _log_std(normal, args.seed), split.dim
     rows = []
-    for label, latent, flow, kwargs in MODELS:
+    for label, latent, flow, kwargs in _models(args.num_layers, [args.hidden, args.hidden]):
         model, secs = funnels_common.fit_flow(flow, split.train, split.validation,
                                               args.epochs, seed=args.seed, **kwargs)
         # NLL on the raw grey-level scale: -log p_raw = -log p_std + sum log std.

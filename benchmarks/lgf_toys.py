@@ -4,7 +4,7 @@ Two disjoint rectangles (Fig. 1/2), checkerboard, two spirals and four circles
 ("rings"). MAF: 10 MADE layers of 4x50 hidden units; LGF-MAF: 5 MADE layers of
 2x50, s/t nets 2x10, p/q nets 4x50, index size 2 (the paper's sizes, about
 80K parameters each). MAF maximises the log-likelihood, LGF-MAF the ELBO; both
-with Adam(1e-3), jit-compiled. Reported per model: test NLL (LGF: importance
+with Adam(1e-3) (graph mode; `--jit` for XLA). Reported per model: test NLL (LGF: importance
 sampling with S = `--test-samples`, the paper's 1000), the test ELBO and its
 gap, and after every epoch
 
@@ -76,8 +76,8 @@ def log_prob_fn(model, is_lgf, num_samples, seed=(11, 12)):
     if is_lgf:
         chunk = min(num_samples, 100)
         return tf.function(lambda x: dist.log_prob(x, num_samples=num_samples, chunk_size=chunk,
-                                                   seed=seed), jit_compile=True)
-    return tf.function(dist.log_prob, jit_compile=True)
+                                                   seed=seed))
+    return tf.function(dist.log_prob)
 
 
 class Tracker(keras.callbacks.Callback):
@@ -87,10 +87,12 @@ class Tracker(keras.callbacks.Callback):
         super().__init__()
         self.name, self.is_lgf, self.pts, self.area = name, is_lgf, pts, area
         self.grid_samples = grid_samples
-        self.outside, self.moved, self.prev = [], [], None
+        self.outside, self.moved, self.prev, self.fn = [], [], None, None
 
     def on_epoch_end(self, epoch, logs=None):
-        fn = log_prob_fn(self.model, self.is_lgf, self.grid_samples)
+        if self.fn is None:  # trace once, not once per epoch
+            self.fn = log_prob_fn(self.model, self.is_lgf, self.grid_samples)
+        fn = self.fn
         dens = np.exp(np.concatenate([np.asarray(fn(tf.constant(self.pts[i:i + 1200])))
                                       for i in range(0, len(self.pts), 1200)]))
         dens = dens / max(dens.sum() * self.area, 1e-12)  # normalise on the grid
@@ -105,7 +107,7 @@ class Tracker(keras.callbacks.Callback):
 def run(name, label, args, data, pts, area):
     flow, objective, kwargs = MODELS[label]
     model = FlowModel.from_flow(flow, objective=objective, seed=args.seed, **kwargs)
-    model.compile(keras.optimizers.Adam(1e-3), jit_compile=True)
+    model.compile(keras.optimizers.Adam(1e-3), jit_compile=args.jit)
     is_lgf = flow.startswith("lgf")
     tracker = Tracker(name, is_lgf, pts, area, args.grid_samples)
     start = time.perf_counter()
@@ -133,6 +135,8 @@ def main(argv=None):
     p.add_argument("--num-test", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--grid", type=int, default=60)
+    p.add_argument("--jit", action="store_true", help="XLA-compile training steps (compile "
+                   "time dominates short runs on a loaded machine, so off by default)")
     p.add_argument("--grid-samples", type=int, default=50)
     p.add_argument("--test-samples", type=int, default=1000)
     p.set_defaults(out="docs")

@@ -115,7 +115,7 @@ def parse_args(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    print(common.machine_line(), flush=True)
+    # The machine line (a matmul timing) is printed once, with the results (write_results).
     target = banana_log_prob_fn(args.scale, args.twist)
     flow = real_nvp(event_size=2, num_layers=args.num_layers,
                     hidden_units=tuple(args.hidden_units), seed=args.seed)

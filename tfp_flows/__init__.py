@@ -11,7 +11,8 @@ import os as _os
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
-_SUBMODULES = ("bijectors", "datasets", "distributions", "flows", "keras", "nets", "testing")
+_SUBMODULES = ("bijectors", "datasets", "distributions", "evaluation", "flows", "keras", "nets",
+               "plotting", "testing")
 __all__ = list(_SUBMODULES)
 
 

@@ -205,7 +205,7 @@ class FFJORD(tfb.Bijector):
             c = tf.convert_to_tensor(conditional_input, self.dtype)
             batch = tf.broadcast_dynamic_shape(tf.shape(x)[:-1], tf.shape(c)[:-1])
             x = tf.broadcast_to(x, tf.concat([batch, [self._event_size]], 0))
-            inputs = (c,)
+            inputs = (tf.broadcast_to(c, tf.concat([batch, tf.shape(c)[-1:]], 0)),)
         probes, weight = trace_lib.make_probes(x, trace, self._num_probes, self._probe, seed)
         fn = trace_lib.augmented_dynamics(self._vector_field, probes, weight, regularize)
         zeros = tf.zeros(tf.shape(x)[:-1], self.dtype)

@@ -50,13 +50,16 @@ def make_probes(z, trace, num_probes=1, probe="rademacher", seed=None):
     if trace == "exact":
         eye = tf.eye(event_size, dtype=z.dtype)
         eye = tf.reshape(eye, [event_size] + [1] * (z.shape.rank - 1) + [event_size])
-        return tf.broadcast_to(eye, tf.concat([[event_size], tf.shape(z)], 0)), 1.0
+        probes = tf.broadcast_to(eye, tf.concat([[event_size], tf.shape(z)], 0))
+        probes.set_shape([event_size] + z.shape.as_list())
+        return probes, 1.0
     shape = tf.concat([[num_probes], tf.shape(z)], 0)
     seed = tfp.random.sanitize_seed(seed, salt="ffjord_probes")
     if probe == "rademacher":
         probes = tfp.random.rademacher(shape, dtype=z.dtype, seed=seed)
     else:
         probes = tf.random.stateless_normal(shape, seed=seed, dtype=z.dtype)
+    probes.set_shape([num_probes] + z.shape.as_list())
     return probes, 1.0 / num_probes
 
 
@@ -73,10 +76,15 @@ def augmented_dynamics(vector_field, probes, weight, regularize=False):
     Integrating `log_det` from `t_a` to `t_b` gives `log|det dz(t_b)/dz(t_a)|`.
     """
 
+    num_probes = int(probes.shape[0])
+
     def fn(t, state, inputs):
         z = state[0]
-        conditional_input = inputs[0] if inputs else None
-        copies = tf.broadcast_to(z, tf.shape(probes))
+        # Tile with static multiples (not broadcast_to a dynamic shape): the gradient of
+        # a dynamic broadcast does not compile under XLA inside a while loop.
+        multiples = [num_probes] + [1] * z.shape.rank
+        copies = tf.tile(z[None], multiples)
+        conditional_input = tf.tile(inputs[0][None], multiples) if inputs else None
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(copies)
             f = vector_field(t, copies, conditional_input=conditional_input)

@@ -53,6 +53,14 @@ class GaussianDecoder(tf.Module):
 
     `sigma = softplus(.) + min_scale`, so the density stays finite; a new
     decoder predicts `N(0, I)` (zero-initialised output layer).
+
+    #### Examples
+
+    ```python
+    dec = GaussianDecoder(dropped_size=2, latent_size=6)
+    lp = dec.log_prob(x_minus, z)          # [N]
+    x_minus = dec.sample(z, seed=(0, 1))   # [N, 2]
+    ```
     """
 
     def __init__(self, dropped_size, latent_size, hidden_units=(64, 64), activation="relu",
@@ -87,6 +95,14 @@ class FlowDecoder(tf.Module):
     conditioners also see `z` (`flow='neural_spline'` or `'real_nvp'`), or, when
     `x_minus` is one-dimensional, a conditional elementwise spline.
     `log_prob` is exact (change of variables).
+
+    #### Examples
+
+    ```python
+    dec = FlowDecoder(dropped_size=2, latent_size=6, flow="neural_spline", num_layers=2)
+    funnel = Funnel(8, 2, base=tfd.MultivariateNormalDiag(tf.zeros(6)), decoder=dec,
+                    conditional_map=ElementwiseSpline(6, conditional_size=2))
+    ```
     """
 
     def __init__(self, dropped_size, latent_size, flow="neural_spline", num_layers=2,
@@ -144,6 +160,13 @@ class TileGaussianDecoder(tf.Module):
     tiles (amortised), maps the `(2r+1)^2 C` latents of a tile's neighbourhood of
     radius `r = neighbourhood` (zero-padded at the border) to the mean and scale
     of that tile's dropped entries.
+
+    #### Examples
+
+    ```python
+    # 8x8 grey image, 2x2 tiles: 16 latents, 3 dropped entries per tile.
+    dec = TileGaussianDecoder(latent_shape=(4, 4, 1), dropped_per_tile=3)
+    ```
     """
 
     def __init__(self, latent_shape, dropped_per_tile, neighbourhood=1, hidden_units=(64, 64),

@@ -108,6 +108,13 @@ def funnel_nsf(event_size, latent_size=None, num_layers=4, funnel_layer=None, nu
     through a rational-quadratic spline whose knots come from an MLP of the
     dropped ones. `decoder`: 'flow' (conditional NSF, paper's tabular choice)
     or 'gaussian'. `log_prob` is exact.
+
+    #### Examples
+
+    ```python
+    funnel = funnel_nsf(event_size=8)          # latent 6, funnel at step 2 of 4
+    model = FlowModel.from_flow("funnel_nsf", event_size=8, latent_size=6)
+    ```
     """
     return _coupling_funnel("spline", event_size, latent_size, num_layers, funnel_layer,
                             hidden_units, num_bins, bound, decoder, decoder_hidden_units, seed,
@@ -254,6 +261,13 @@ def funnel_conv(image_shape, kernel_size=2, num_funnels=1, num_layers=2, actnorm
     shrink every side by the kernel each time; then `num_layers` NSF layers act
     on the final latent. `actnorm=True` standardises the input first
     (data-dependent init). Exact `log_prob`.
+
+    #### Examples
+
+    ```python
+    # 8x8 digits (flat [N, 64]) -> 16 -> 4 latents, then NSF on the 4.
+    model = FlowModel.from_flow("funnel_conv", image_shape=[8, 8], num_funnels=2)
+    ```
     """
     shapes, kernel = _conv_shapes(image_shape, kernel_size, num_funnels)
     dtype = validation.float_dtype(dtype)

@@ -4,7 +4,6 @@ import keras
 import tensorflow as tf
 
 from tfp_flows.internal import validation
-from tfp_flows.nets.mlp import _concat_condition
 
 _ACTIVATIONS = ("tanh", "softplus", "elu", "silu", "gelu", "sigmoid")
 
@@ -17,7 +16,8 @@ class ODENet(keras.layers.Layer):
     "ConcatSquash" layer of FFJORD's reference code: time both gates (squashes)
     and shifts every unit. Hidden layers are followed by `activation`; the last
     layer is linear. The first layer sees `[z, c]` when a conditional input of
-    size `conditional_size` is given.
+    size `conditional_size` is given; `c` must have the batch shape of `z`
+    (`FFJORD` broadcasts it).
 
     Smooth activations only (no ReLU): the trace of the Jacobian and the ODE
     solver's error control both assume a differentiable field.
@@ -75,14 +75,20 @@ class ODENet(keras.layers.Layer):
         self.built = True
 
     def call(self, t, z, conditional_input=None):
-        h = _concat_condition(z, conditional_input)
+        # Rank-2 matmuls with the time gate folded into the weights: no einsum or
+        # dynamic-shape broadcasting, whose gradients XLA cannot compile inside a
+        # while loop when the batch size is unknown at trace time (Keras `fit`).
+        h = z if conditional_input is None else tf.concat(
+            [z, tf.cast(conditional_input, z.dtype)], axis=-1)
+        h = tf.reshape(h, [-1, self.event_size + self.conditional_size])
         t = tf.cast(t, h.dtype)
         for i, (kernel, bias, gate_w, gate_b, shift) in enumerate(self._blocks):
             gate = tf.sigmoid(gate_w * t + gate_b)
-            h = (tf.einsum("...i,ij->...j", h, kernel) + bias) * gate + shift * t
+            # (h W + b) * gate + shift * t  ==  h (W * gate) + (b * gate + shift * t)
+            h = tf.nn.bias_add(tf.matmul(h, kernel * gate), bias * gate + shift * t)
             if i < len(self._blocks) - 1:
                 h = self._act(h)
-        return h
+        return tf.reshape(h, tf.concat([tf.shape(z)[:-1], [self.event_size]], 0))
 
     def get_config(self):
         return {**super().get_config(), "event_size": self.event_size,
