@@ -20,12 +20,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
-
 import keras  # noqa: E402
 import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+from benchmarks import common  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -87,6 +87,7 @@ def toys(args):
         model, row, log_prob = train(split, args, (64, 64), 512)
         rows.append({"data": name, **row})
         print(rows[-1], flush=True)
+        _write(args, rows, "FFJORD on 2-D toys", _toy_notes(args))  # partial results kept
         density = np.exp(np.concatenate([log_prob(tf.constant(points[i:i + 2000])).numpy()
                                          for i in range(0, len(points), 2000)]))
         axes[0, j].hist2d(split.test[:, 0], split.test[:, 1], bins=args.grid,
@@ -101,7 +102,11 @@ def toys(args):
     fig.tight_layout()
     os.makedirs(os.path.join(args.out, "img"), exist_ok=True)
     fig.savefig(os.path.join(args.out, "img", "ffjord_toys.png"), dpi=100)
-    return rows, "FFJORD on 2-D toys", (
+    return rows, "FFJORD on 2-D toys", _toy_notes(args)
+
+
+def _toy_notes(args):
+    return (
         f"{args.num_train} training points per toy, test set {args.num_train // 4}; "
         f"wall-clock budget {args.budget:.0f} s per toy (a reduced budget: the FFJORD paper "
         "trains for hours). ODENet 64x64 tanh; batch 512; Adam lr "
@@ -117,6 +122,7 @@ def tabular(args):
         _, row, _ = train(split, args, (128, 128), 128)
         rows.append({"data": name, "D": split.dim, "n train": num_train, **row})
         print(rows[-1], flush=True)
+        _write(args, rows, "FFJORD, low-data tabular (partial)", "")
     return rows, "FFJORD, low-data tabular (scikit-learn; UCI files absent)", (
         "500 training examples where the data set has that many (wine and breast cancer have "
         "fewer: all their training rows are used), fixed test split, standardised with "
@@ -149,10 +155,13 @@ def main():
     args = p.parse_args()
     keras.utils.set_random_seed(args.seed)
     rows, title, notes = {"toys": toys, "tabular": tabular, "uci": uci}[args.task](args)
-    columns = [c for c in rows[0]]
+    _write(args, rows, title, notes)
+
+
+def _write(args, rows, title, notes):
     common.write_results(os.path.join(args.out, "results", f"ffjord_{args.task}.md"), title,
                          "python benchmarks/ffjord_density.py " + " ".join(sys.argv[1:]),
-                         rows, columns, notes)
+                         rows, list(rows[0]), notes)
 
 
 if __name__ == "__main__":

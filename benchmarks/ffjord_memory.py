@@ -64,8 +64,9 @@ def main():
         gradient, steps, batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
         print("RESULT " + json.dumps(measure(gradient, steps, batch)))
         return
-    from benchmarks import common
     import matplotlib
+
+    from benchmarks import common
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

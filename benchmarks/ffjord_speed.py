@@ -17,13 +17,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402  (sets TF env vars before TF loads)
-
 import keras  # noqa: E402
 import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
+
+from benchmarks import common  # noqa: E402  (sets TF env vars before TF loads)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -118,7 +118,7 @@ def race(args, split):
             step(tf.constant(split.train[idx]), tf.constant([args.seed, steps])).numpy()
             steps += 1
         elapsed = time.perf_counter() - start  # includes tracing/compilation
-        nll = common.mean_nll(lambda v: evaluator.log_prob(v), split.test, batch_size=2000)
+        nll = common.mean_nll(evaluator.log_prob, split.test, batch_size=2000)
         curves[impl] = curve
         rows.append({"implementation": impl, "jit_compile": jit, "budget (s)": args.budget,
                      "wall time (s)": elapsed, "steps done": steps,

@@ -1,7 +1,6 @@
 """Bijectors (true bijections, `tfb.Bijector` subclasses) and their building blocks."""
 
 from tfp_flows.bijectors.actnorm import ActNorm
-from tfp_flows.bijectors.ffjord import FFJORD, FFJORDSolution
 from tfp_flows.bijectors.conditioners import (
     AffineCouplingConditioner,
     MADEConditioner,
@@ -13,6 +12,7 @@ from tfp_flows.bijectors.continuously_indexed import (
     FixedIndex,
     with_fixed_index,
 )
+from tfp_flows.bijectors.ffjord import FFJORD, FFJORDSolution
 from tfp_flows.bijectors.funnel_maps import (
     ElementwiseAffine,
     ElementwiseSpline,
