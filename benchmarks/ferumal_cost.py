@@ -16,6 +16,7 @@ the parameter ratio, as a table and `docs/img/ferumal_cost.png`.
 """
 # ruff: noqa: I001  (benchmarks.common must set the TF environment before TF is imported)
 
+import ast
 import os
 import sys
 
@@ -59,6 +60,28 @@ def _measure(models, x, repeats):
     return [(min(a), x.shape[0] / min(b)) for a, b in times.values()]
 
 
+def plot(rows, path):
+    """Step-time and throughput ratios vs batch size, one curve per N."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for n in sorted({r["N"] for r in rows}):
+        sel = [r for r in rows if r["N"] == n]
+        b = [r["batch"] for r in sel]
+        axes[0].plot(b, [r["step ratio"] for r in sel], "o-",
+                     label=f"N={n} (params x{sel[0]['param ratio']:.2f})")
+        axes[1].plot(b, [r["throughput ratio"] for r in sel], "o-", label=f"N={n}")
+    for ax, title in zip(axes, ["train step time, Ferumal / RealNVP (<1 faster)",
+                                "log_prob throughput, Ferumal / RealNVP (>1 faster)"],
+                         strict=True):
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
 def main(argv=None):
     p = common.base_parser(__doc__.splitlines()[0])
     p.add_argument("--dim", type=int, default=16)
@@ -67,8 +90,14 @@ def main(argv=None):
     p.add_argument("--num-inducing", type=int, nargs="+", default=[16, 64, 256])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--img", default="docs/img/ferumal_cost.png")
+    p.add_argument("--plot-only", default=None, metavar="LOG",
+                   help="redraw the plot from the rows a previous run printed to LOG")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
+    if args.plot_only:
+        with open(args.plot_only) as f:
+            plot([ast.literal_eval(line) for line in f if line.startswith("{")], args.img)
+        return
     rng = np.random.default_rng(args.seed)
     x_init = rng.standard_normal((2000, args.dim)).astype(np.float32)
     nvp = FlowModel.from_flow("real_nvp", event_size=args.dim, num_layers=args.num_couplings,
@@ -90,24 +119,7 @@ def main(argv=None):
                          "throughput ratio": tput / nvp_tput,
                          "param ratio": common.num_params(model) / common.num_params(nvp)})
             print(rows[-1], flush=True)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for n in args.num_inducing:
-        sel = [r for r in rows if r["N"] == n]
-        b = [r["batch"] for r in sel]
-        axes[0].plot(b, [r["step ratio"] for r in sel], "o-",
-                     label=f"N={n} (params x{sel[0]['param ratio']:.2f})")
-        axes[1].plot(b, [r["throughput ratio"] for r in sel], "o-", label=f"N={n}")
-    for ax, title in zip(axes, ["train step time, Ferumal / RealNVP (<1 faster)",
-                                "log_prob throughput, Ferumal / RealNVP (>1 faster)"],
-                         strict=True):
-        ax.axhline(1.0, color="k", lw=0.8, ls="--")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size")
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(args.img) or ".", exist_ok=True)
-    fig.savefig(args.img, dpi=110)
+    plot(rows, args.img)
     notes = (f"D = {args.dim}, {args.num_couplings} couplings each; RealNVP has "
              f"{common.num_params(nvp)} parameters. Minimum of {args.repeats} interleaved calls "
              f"after 2 warm-up calls, compiled graphs without XLA, on a shared 2-core machine "

@@ -252,16 +252,15 @@ def test_fit_save_and_load_round_trip(tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-def test_iw_bound_trains_under_mirrored_strategy():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
+def test_iw_bound_trains_under_mirrored_strategy(mirrored_strategy):
+    with mirrored_strategy.scope():
         model = FlowModel.from_flow("marginalizing_flow", objective=ImportanceWeighted(4),
                                     event_size=D, num_augment=1, num_blocks=1,
                                     hidden_units=(8,))
         # Not jit_compile=True: with Keras 3.x / TF 2.21 even a plain Dense model
         # fails to compile its Mirrored train step on two logical CPUs ("Trying to
         # access resource adam/iteration/replica_1 ... from device CPU:0"), an
-        # upstream limitation; the compiled path is tested in the test above.
+        # upstream limitation (docs/scaling.md); the compiled path is tested above.
         model.compile(keras.optimizers.Adam(1e-2), jit_compile=False)
     x = np.random.default_rng(1).normal(size=(256, D)).astype("float32") ** 3
     model.initialize_from_data(x)

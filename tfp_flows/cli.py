@@ -242,43 +242,6 @@ def _load_split(name, data_dir, num_samples, seed, dataset_args):
         raise CLIError(f"--dataset {name}: {err}") from err
 
 
-def takes_num_samples(distribution):
-    """Whether `distribution.log_prob` accepts `num_samples` (an importance-sampled estimate)."""
-    fn = getattr(type(distribution), "_log_prob", None)
-    if fn is None:
-        return False
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "num_samples" in params
-
-
-def mean_log_prob(model, x, num_samples=100, seed=0, batch_size=None):
-    """Mean `log p(x)` of `model` (nats), in batches; S-sample estimate where log_prob takes it.
-
-    Returns `(mean, kind)` with `kind` "exact" or "importance-sampled (S=...)".
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    dist = model.distribution
-    estimated = takes_num_samples(dist)
-    if batch_size is None:
-        batch_size = 256 if estimated else 4096
-    if estimated:
-        fn = tf.function(lambda xb, s: model.log_prob(xb, num_samples=num_samples, seed=s),
-                         reduce_retracing=True)
-    else:
-        fn = tf.function(lambda xb, s: model.log_prob(xb), reduce_retracing=True)
-    values = []
-    for i, start in enumerate(range(0, len(x), batch_size)):
-        xb = tf.constant(x[start:start + batch_size], dtype=dist.dtype)
-        values.append(fn(xb, tf.constant([seed, i], tf.int32)).numpy())
-    mean = float(np.mean(np.concatenate(values)))
-    return mean, (f"importance-sampled (S={num_samples})" if estimated else "exact")
-
-
 def _run_dir_file(run_dir, name):
     path = os.path.join(run_dir, name)
     if not os.path.isdir(run_dir):
@@ -317,6 +280,7 @@ def _save_plots(model, split, run_dir, eval_samples, seed):
     import tensorflow as tf
 
     from tfp_flows import plotting
+    from tfp_flows.evaluation import takes_num_samples
 
     bounds = plotting.data_bounds(split.train)
     estimated = takes_num_samples(model.distribution)
@@ -367,6 +331,7 @@ def cmd_fit(args):
     import keras
     import numpy as np
 
+    from tfp_flows.evaluation import mean_log_prob
     from tfp_flows.keras import FlowModel, objectives
 
     flows = discover_flows()
@@ -452,6 +417,7 @@ def cmd_fit(args):
 
 
 def cmd_evaluate(args):
+    from tfp_flows.evaluation import mean_log_prob
     metrics_path = _run_dir_file(args.run_dir, "metrics.json")
     with open(metrics_path) as f:
         run = json.load(f)

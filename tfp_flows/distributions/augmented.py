@@ -59,7 +59,14 @@ class Augmented(FlowDistribution):
       proposal: an object with `sample_and_log_prob(x, seed)` (see
         `tfp_flows.distributions.proposals`); default `N(0, I_B)`.
       num_samples: default S of `log_prob` (200, as in the thesis).
-      chunk_size: samples per chunk in `log_prob` (default `min(S, 100)`).
+      chunk_size: samples per chunk in `log_prob` (default: the largest divisor
+        of S not above 100).
+
+    `log_prob(x, num_samples=None, seed=None, chunk_size=None,
+    conditional_input=None)` overrides S and the chunk size per call; `seed` is
+    a stateless seed (None draws one). `conditional_input` (in `log_prob`,
+    `elbo`, the IW bound and `sample`) is routed to the wrapped flow's
+    conditional bijectors; the proposal sees only x.
 
     #### Examples
 

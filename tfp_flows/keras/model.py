@@ -122,6 +122,7 @@ class FlowModel(keras.Model):
                 raise ValueError("`steps_per_epoch` is required when fitting without data "
                                  f"({type(self.objective).__name__}).")
             x = tf.data.Dataset.from_tensors(tf.zeros([1])).repeat()
+            kwargs["shuffle"] = False  # nothing to shuffle; avoids Keras' warning
         elif x is None:
             raise ValueError(f"`x` is required: {type(self.objective).__name__} trains from data.")
         return super().fit(x, y, steps_per_epoch=steps_per_epoch, **kwargs)
@@ -135,8 +136,9 @@ class FlowModel(keras.Model):
         if event.rank is not None and x.shape.rank is not None:
             if x.shape.rank < event.rank or not event.is_compatible_with(
                     x.shape[x.shape.rank - event.rank:]):
-                raise ValueError(f"FlowModel: expected data of shape [batch, {', '.join(map(str, event))}]"
-                                 f"; got {x.shape}.")
+                dims = ", ".join(map(str, event))
+                raise ValueError(
+                    f"FlowModel: expected data of shape [batch, {dims}]; got {x.shape}.")
         if self.validate_args:
             x = tf.debugging.assert_all_finite(x, "FlowModel: data must be finite (no NaN/Inf).")
         return x
