@@ -234,8 +234,8 @@ def test_fit_under_xla_reduces_the_loss():
     assert after < before - 0.3, (before, after)
 
 
-def test_fit_under_mirrored_strategy():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_fit_under_mirrored_strategy(mirrored_strategy):
+    strategy = mirrored_strategy
     x = two_moons(400, seed=1)
     with strategy.scope():
         model = FlowModel.from_flow("ferumal", event_size=2, num_blocks=1, num_inducing=6,
