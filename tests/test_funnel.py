@@ -269,12 +269,13 @@ def test_fit_under_jit_compile(flow, kwargs):
     assert np.all(np.isfinite(hist.history["loss"])) and after < before - 0.1, (before, after)
 
 
-def test_fit_under_mirrored_strategy():
+def test_fit_under_mirrored_strategy(mirrored_strategy):
     # jit_compile=False: Keras 3 cannot XLA-compile a step over *logical* CPU replicas
-    # (see tests/test_keras.py); the jit path is tested above.
+    # (see tests/test_keras.py); the jit path is tested above. The strategy is the
+    # session's shared one (tests/conftest.py): several per process break collectives.
     data = _curved_data()
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
+    assert mirrored_strategy.num_replicas_in_sync == 2
+    with mirrored_strategy.scope():
         model = FlowModel.from_flow("funnel_glow", event_size=4, num_layers=2,
                                     hidden_units=(16,), decoder="gaussian")
         model.compile(keras.optimizers.Adam(3e-3))

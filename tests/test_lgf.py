@@ -199,10 +199,10 @@ def test_fit_elbo_under_jit_then_save_and_load(rectangles, tmp_path):
                                   model.log_prob(x, num_samples=10, seed=(3, 4)))
 
 
-def test_fit_elbo_under_mirrored_strategy(rectangles):
+def test_fit_elbo_under_mirrored_strategy(rectangles, mirrored_strategy):
     # jit_compile=False: Keras 3 cannot XLA-compile a step over *logical* CPU replicas
     # (resources of replica 1 are read from CPU:0, for any model; see docs/scaling.md).
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     with strategy.scope():
         model = FlowModel.from_flow("lgf_maf", **_small_lgf_maf())
         model.compile(keras.optimizers.Adam(5e-3))
