@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_flows import cli, plotting
+from tfp_flows import cli, evaluation, plotting
 from tfp_flows.distributions import FlowDistribution
 from tfp_flows.flows import real_nvp, register_flow
 from tfp_flows.internal import keras_owned
@@ -164,8 +164,8 @@ def test_fit_defaults_to_elbo_and_importance_samples_under_xla(tmp_path, capsys)
 
 
 def test_takes_num_samples():
-    assert cli.takes_num_samples(_BoundedFlow(2))
-    assert not cli.takes_num_samples(real_nvp(2, num_layers=1, hidden_units=(4,)))
+    assert evaluation.takes_num_samples(_BoundedFlow(2))
+    assert not evaluation.takes_num_samples(real_nvp(2, num_layers=1, hidden_units=(4,)))
 
 
 # -- usage errors: exit code 2 and a message on stderr ---------------------------------------
