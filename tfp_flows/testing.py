@@ -217,7 +217,7 @@ def check_jacobian(out, case):
 
 def check_batch_shapes(out, case):
     """Outputs and log-dets have the right shapes for batch shapes (), (3,), (2, 3)."""
-    for batch_shape, (y, fldj, ildj) in zip(BATCH_SHAPES, out["batch"]):
+    for batch_shape, (y, fldj, ildj) in zip(BATCH_SHAPES, out["batch"], strict=True):
         assert tuple(y.shape) == (*batch_shape, case.event_size), (batch_shape, y.shape)
         assert tuple(fldj.shape) == batch_shape, (batch_shape, fldj.shape)
         assert tuple(ildj.shape) == batch_shape, (batch_shape, ildj.shape)
@@ -228,7 +228,7 @@ def check_gradients(out, case):
     weights = out["weights"]
     if not weights:
         raise AssertionError("the bijector has no trainable Keras weights")
-    for w, g in zip(weights, out["keras_grads"]):
+    for w, g in zip(weights, out["keras_grads"], strict=True):
         assert g is not None, f"no gradient reaches Keras weight {w.path}"
         g = np.asarray(g)
         assert np.all(np.isfinite(g)), f"non-finite gradient for {w.path}"

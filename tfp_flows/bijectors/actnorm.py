@@ -38,7 +38,8 @@ class ActNorm(tfb.Bijector):
             self._params = Parameters(
                 {"loc": ((event_size,), "zeros"), "log_scale": ((event_size,), "zeros"),
                  "initialized": ((), "zeros")},
-                trainable_names=("loc", "log_scale"), dtype=dtype.name, name=name.strip("/").replace("/", "_") + "_params")
+                trainable_names=("loc", "log_scale"), dtype=dtype.name,
+                name=name.strip("/").replace("/", "_") + "_params")
             parameters["params"] = self._params  # unique per instance: keeps TFP's cache apart
             super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
                              parameters=parameters, name=name)

@@ -1,7 +1,14 @@
 """Ready-made flows (baselines and, from the family modules, their flows) and the registry."""
 
 from tfp_flows.flows.augmented import augmented_real_nvp, marginalizing_flow, rblock_real_nvp
-from tfp_flows.flows.baselines import glow, maf, neural_spline, real_nvp, standard_normal, transformed
+from tfp_flows.flows.baselines import (
+    glow,
+    maf,
+    neural_spline,
+    real_nvp,
+    standard_normal,
+    transformed,
+)
 from tfp_flows.flows.ferumal import ferumal, ferumal_num_params
 from tfp_flows.flows.ffjord import ffjord, ffjord_blocks
 from tfp_flows.flows.funnels import (

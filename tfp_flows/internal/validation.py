@@ -38,7 +38,8 @@ def int_tuple(values, name, allow_empty=True):
     try:
         values = tuple(values)
     except TypeError:
-        raise TypeError(f"`{name}` must be a sequence of positive integers; got {values!r}.")
+        raise TypeError(
+            f"`{name}` must be a sequence of positive integers; got {values!r}.") from None
     if not values and not allow_empty:
         raise ValueError(f"`{name}` must not be empty.")
     return tuple(positive_int(v, f"{name}[{i}]") for i, v in enumerate(values))
@@ -55,7 +56,7 @@ def float_dtype(dtype, name="dtype"):
     try:
         dtype = tf.as_dtype(dtype)
     except TypeError:
-        raise TypeError(f"`{name}` must be float32 or float64; got {dtype!r}.")
+        raise TypeError(f"`{name}` must be float32 or float64; got {dtype!r}.") from None
     if dtype not in (tf.float32, tf.float64):
         raise TypeError(f"`{name}` must be float32 or float64; got {dtype.name}.")
     return dtype

@@ -10,7 +10,7 @@ regularisers).
 |---|---|---|
 | `MaximumLikelihood` | `log p(x)` | whatever `log_prob` is (exact for bijections) |
 | `ELBO` | `distribution.elbo(x)` | lower bound (LGF, augmentation) |
-| `ImportanceWeighted(k)` | `distribution.importance_weighted_bound(x, k)` | lower bound, tighter with k |
+| `ImportanceWeighted(k)` | `importance_weighted_bound(x, k)` | bound, tighter with k |
 | `ReverseKL(target_log_prob_fn)` | `log p~(x) - log q(x)`, `x ~ q` | needs no data |
 """
 

@@ -32,7 +32,8 @@ def made_degrees(event_size, hidden_units, input_order="left-to-right"):
 
 def made_masks(degrees):
     """Masks for the hidden layers and the output layer, from `made_degrees`."""
-    masks = [(d_in[:, None] <= d_out[None, :]) for d_in, d_out in zip(degrees[:-1], degrees[1:])]
+    pairs = zip(degrees[:-1], degrees[1:], strict=True)
+    masks = [(d_in[:, None] <= d_out[None, :]) for d_in, d_out in pairs]
     # Output unit for dimension i (degree d_i) sees hidden units of degree < d_i.
     masks.append(degrees[-1][:, None] < degrees[0][None, :])
     return [m.astype(np.float32) for m in masks]
@@ -76,7 +77,7 @@ class MADE(keras.layers.Layer):
 
     def call(self, inputs, conditional_input=None):
         h = inputs
-        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
             mask = self._masks[i]
             if i == len(self.kernels) - 1:
                 # Repeat each output unit's mask once per parameter.

@@ -73,7 +73,7 @@ class MLP(keras.layers.Layer):
     def call(self, inputs, conditional_input=None):
         h = _concat_condition(inputs, conditional_input)
         num_hidden = len(self.hidden_units)
-        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
             out = tf.einsum("...i,ij->...j", h, kernel) + bias
             if i == num_hidden:
                 return out
