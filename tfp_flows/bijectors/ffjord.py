@@ -111,7 +111,7 @@ class FFJORD(tfb.Bijector):
 
     def __init__(self, vector_field, event_size=None, t0=0.0, t1=1.0, solver="dopri5",
                  rtol=1e-5, atol=1e-5, num_steps=8, max_num_steps=1000, trace="exact",
-                 num_probes=1, probe="rademacher", gradient="backprop", validate_args=False,
+                 num_probes=1, probe="rademacher", gradient="adjoint", validate_args=False,
                  name="ffjord"):
         parameters = dict(locals())
         if not isinstance(vector_field, keras.layers.Layer):

@@ -12,11 +12,19 @@ Both estimators are one formula over a set of probe vectors `v_1..v_K`:
   through it, as FFJORD requires (a fresh probe per function evaluation would
   not estimate the integral of one trace).
 
-All `K` vector-Jacobian products come from a single reverse pass: `z` is
-broadcast to `[K, ..., D]`, the field is evaluated on all copies at once and
-`sum(f * v)` is differentiated with respect to the copies. This is the same
-arithmetic as `K` separate passes but one graph, which XLA compiles well. The
-field must treat batch elements independently (no batch statistics).
+Jacobian-vector or vector-Jacobian products, either works for both sums
+(`v^T J v` is the same number either way, and `E||J v||^2 = E||v^T J||^2 =
+||J||_F^2` for probes with `E[v v^T] = I`):
+
+* forward mode, when the field has a `jvp(t, z, tangents, conditional_input)`
+  method (`tfp_flows.nets.ODENet` has one): `f` and all `K` products `J v_k`
+  from one forward pass, about `1 + K` forward passes of work and no reverse
+  pass, which also halves the work of differentiating the solve;
+* otherwise reverse mode: `z` is tiled to `[K, ..., D]`, the field evaluated on
+  all copies at once and `sum(f * v)` differentiated with respect to the copies
+  (`K` vector-Jacobian products in one reverse pass, one graph).
+
+The field must treat batch elements independently (no batch statistics).
 """
 
 import tensorflow as tf
@@ -77,25 +85,33 @@ def augmented_dynamics(vector_field, probes, weight, regularize=False):
     """
 
     num_probes = int(probes.shape[0])
+    forward_mode = callable(getattr(vector_field, "jvp", None))
 
     def fn(t, state, inputs):
         z = state[0]
-        # Tile with static multiples (not broadcast_to a dynamic shape): the gradient of
-        # a dynamic broadcast does not compile under XLA inside a while loop.
-        multiples = [num_probes] + [1] * z.shape.rank
-        copies = tf.tile(z[None], multiples)
-        conditional_input = tf.tile(inputs[0][None], multiples) if inputs else None
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(copies)
-            f = vector_field(t, copies, conditional_input=conditional_input)
-            projected = tf.reduce_sum(f * probes)
-        vjp = tape.gradient(projected, copies)  # vjp[k] = v_k^T df/dz
-        trace = weight * tf.reduce_sum(vjp * probes, axis=[0, -1])
-        dz = f[0]
+        conditional_input = inputs[0] if inputs else None
+        if forward_mode:
+            # Jacobian-vector products: one forward pass with K tangents.
+            dz, jv = vector_field.jvp(t, z, probes, conditional_input=conditional_input)
+        else:
+            # Vector-Jacobian products: K copies of z, one reverse pass. Tile with static
+            # multiples (not broadcast_to a dynamic shape): the gradient of a dynamic
+            # broadcast does not compile under XLA inside a while loop.
+            multiples = [num_probes] + [1] * z.shape.rank
+            copies = tf.tile(z[None], multiples)
+            if conditional_input is not None:
+                conditional_input = tf.tile(conditional_input[None], multiples)
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(copies)
+                f = vector_field(t, copies, conditional_input=conditional_input)
+                projected = tf.reduce_sum(f * probes)
+            jv = tape.gradient(projected, copies)  # jv[k] = v_k^T df/dz
+            dz = f[0]
+        trace = weight * tf.reduce_sum(jv * probes, axis=[0, -1])
         if not regularize:
             return dz, trace
         kinetic = tf.reduce_sum(tf.square(dz), axis=-1)
-        frobenius = weight * tf.reduce_sum(tf.square(vjp), axis=[0, -1])
+        frobenius = weight * tf.reduce_sum(tf.square(jv), axis=[0, -1])
         return dz, trace, kinetic, frobenius
 
     return fn

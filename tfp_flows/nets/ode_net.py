@@ -5,7 +5,27 @@ import tensorflow as tf
 
 from tfp_flows.internal import validation
 
-_ACTIVATIONS = ("tanh", "softplus", "elu", "silu", "gelu", "sigmoid")
+
+def _gelu(a):
+    # Exact GELU (Keras' default), a * Phi(a), with full-precision constants.
+    return a * 0.5 * (1.0 + tf.math.erf(a * 0.7071067811865476))
+
+
+def _gelu_slope(a, _):
+    # d/da [a Phi(a)] = Phi(a) + a phi(a).
+    return (0.5 * (1.0 + tf.math.erf(a * 0.7071067811865476))
+            + a * 0.3989422804014327 * tf.exp(-0.5 * tf.square(a)))
+
+
+# name -> (activation, (a, activation(a)) -> activation'(a)); the slope feeds `jvp`.
+_ACTIVATIONS = {
+    "tanh": (tf.tanh, lambda a, y: 1.0 - tf.square(y)),
+    "softplus": (tf.nn.softplus, lambda a, y: tf.sigmoid(a)),
+    "elu": (tf.nn.elu, lambda a, y: tf.where(a > 0, tf.ones_like(a), y + 1.0)),
+    "silu": (tf.nn.silu, lambda a, y: tf.sigmoid(a) * (1.0 + a - y)),
+    "gelu": (_gelu, _gelu_slope),
+    "sigmoid": (tf.sigmoid, lambda a, y: y * (1.0 - y)),
+}
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
@@ -50,7 +70,7 @@ class ODENet(keras.layers.Layer):
         self.conditional_size = validation.positive_int(
             conditional_size, "conditional_size", allow_zero=True)
         self.zero_init_output = bool(zero_init_output)
-        self._act = keras.activations.get(self.activation)
+        self._act, self._slope = _ACTIVATIONS[self.activation]
         self.build((None, self.event_size))
 
     def build(self, input_shape):
@@ -74,21 +94,69 @@ class ODENet(keras.layers.Layer):
             fan_in = width
         self.built = True
 
-    def call(self, t, z, conditional_input=None):
-        # Rank-2 matmuls with the time gate folded into the weights: no einsum or
-        # dynamic-shape broadcasting, whose gradients XLA cannot compile inside a
-        # while loop when the batch size is unknown at trace time (Keras `fit`).
+    def _folded_weights(self, t, dtype):
+        """Per layer `(kernel, bias)` with the time gate and shift folded in.
+
+        `(h W + b) * gate + shift * t == h (W * gate) + (b * gate + shift * t)`:
+        rank-2 matmuls, no einsum or dynamic-shape broadcasting, whose gradients
+        XLA cannot compile inside a while loop when the batch size is unknown at
+        trace time (Keras `fit`).
+        """
+        t = tf.cast(t, dtype)
+        for kernel, bias, gate_w, gate_b, shift in self._blocks:
+            gate = tf.sigmoid(gate_w * t + gate_b)
+            yield kernel * gate, bias * gate + shift * t
+
+    def _inputs(self, z, conditional_input):
         h = z if conditional_input is None else tf.concat(
             [z, tf.cast(conditional_input, z.dtype)], axis=-1)
-        h = tf.reshape(h, [-1, self.event_size + self.conditional_size])
-        t = tf.cast(t, h.dtype)
-        for i, (kernel, bias, gate_w, gate_b, shift) in enumerate(self._blocks):
-            gate = tf.sigmoid(gate_w * t + gate_b)
-            # (h W + b) * gate + shift * t  ==  h (W * gate) + (b * gate + shift * t)
-            h = tf.nn.bias_add(tf.matmul(h, kernel * gate), bias * gate + shift * t)
-            if i < len(self._blocks) - 1:
-                h = self._act(h)
+        return tf.reshape(h, [-1, self.event_size + self.conditional_size])
+
+    def _output(self, h, z):
         return tf.reshape(h, tf.concat([tf.shape(z)[:-1], [self.event_size]], 0))
+
+    def call(self, t, z, conditional_input=None):
+        h = self._inputs(z, conditional_input)
+        last = len(self._blocks) - 1
+        for i, (kernel, bias) in enumerate(self._folded_weights(t, h.dtype)):
+            h = tf.nn.bias_add(tf.matmul(h, kernel), bias)
+            if i < last:
+                h = self._act(h)
+        return self._output(h, z)
+
+    def jvp(self, t, z, tangents, conditional_input=None):
+        """The field and its Jacobian-vector products, in one forward pass.
+
+        Forward-mode differentiation by hand: with `h_{i+1} = act(h_i W_i + b_i)`,
+        the tangent obeys `dh_{i+1} = act'(a_i) * (dh_i W_i)`, started from the
+        `K` tangents of `z` (the conditional input has none). Costs `1 + K`
+        forward passes and no backward pass, against roughly three forward passes
+        per probe for a vector-Jacobian product; `FFJORD` uses it for the trace.
+
+        Args:
+          t: scalar time.
+          z: `[..., D]`.
+          tangents: `[K, ..., D]` with a static `K`.
+          conditional_input: `[..., C]` or None.
+
+        Returns:
+          `(f, jv)`: `f(t, z)` of shape `[..., D]` and `jv[k] = (df/dz) tangents[k]`
+          of shape `[K, ..., D]`.
+        """
+        num = int(tangents.shape[0])
+        h = self._inputs(z, conditional_input)
+        dh = tf.reshape(tangents, [-1, self.event_size])  # [K * N, D]
+        last = len(self._blocks) - 1
+        for i, (kernel, bias) in enumerate(self._folded_weights(t, h.dtype)):
+            # The conditional input's tangent is zero: only z's rows of the first kernel.
+            a = tf.nn.bias_add(tf.matmul(h, kernel), bias)
+            da = tf.matmul(dh, kernel[:self.event_size] if i == 0 else kernel)
+            if i < last:
+                h = self._act(a)
+                # Static tiling (not broadcasting) keeps the gradient XLA-compilable in loops.
+                dh = da * tf.tile(self._slope(a, h), [num, 1])
+        jv = tf.reshape(da, tf.concat([[num], tf.shape(z)[:-1], [self.event_size]], 0))
+        return self._output(a, z), jv
 
     def get_config(self):
         return {**super().get_config(), "event_size": self.event_size,
