@@ -1,0 +1,84 @@
+"""The paper-reproduction scripts in examples/: documented, parse their flags, run end to end."""
+
+import importlib.util
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+# Each script's --quick run with even smaller settings (a few training steps).
+SMOKE_ARGS = {
+    "reproduce_ferumal.py": ["--steps", "5"],
+    "reproduce_funnels.py": ["--epochs", "1", "--steps-per-epoch", "3"],
+    "reproduce_augmentation.py": ["--epochs", "1", "--steps-per-epoch", "2"],
+    "reproduce_ffjord.py": ["--steps", "3", "--num-train", "1024"],
+    "reproduce_lgf.py": ["--epochs", "1", "--steps-per-epoch", "3", "--num-test", "200",
+                         "--test-samples", "16"],
+}
+# A non-positive value of a flag each script validates itself.
+BAD_ARGS = {
+    "reproduce_ferumal.py": "--steps",
+    "reproduce_funnels.py": "--epochs",
+    "reproduce_augmentation.py": "--epochs",
+    "reproduce_ffjord.py": "--steps",
+    "reproduce_lgf.py": "--epochs",
+}
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name[:-3], EXAMPLES / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_reproduction_script_is_covered():
+    assert sorted(p.name for p in EXAMPLES.glob("reproduce_*.py")) == sorted(SMOKE_ARGS)
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE_ARGS))
+def test_docstring_states_the_commands_and_expected_output(name):
+    doc = _load(name).__doc__
+    assert f"python examples/{name} --quick" in doc
+    assert "Expected output of `--quick`" in doc
+    assert "MEASURE" not in doc  # the measured --quick values were filled in
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE_ARGS))
+def test_help_and_bad_arguments(name, capsys):
+    module = _load(name)
+    with pytest.raises(SystemExit) as info:
+        module.main(["--help"])
+    assert info.value.code == 0
+    assert "--quick" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        module.parse_args(["--quick", BAD_ARGS[name], "0"])
+    assert info.value.code == 2
+    assert f"{BAD_ARGS[name]} must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def _result_values(stdout):
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, stdout
+    pairs = [item.split("=") for item in lines[0].split()[1:]]
+    return {key: float(value) for key, value in pairs}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMOKE_ARGS))
+def test_quick_run_prints_finite_metrics(name):
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
+               TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), "--quick", *SMOKE_ARGS[name]],
+                          capture_output=True, text=True, env=env, timeout=900,
+                          cwd=EXAMPLES.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    values = _result_values(proc.stdout)
+    assert values, proc.stdout
+    for key, value in values.items():
+        assert math.isfinite(value), (key, value, proc.stdout)
