@@ -2,13 +2,14 @@
 
 Trains `FlowModel.from_flow("ffjord", ...)` with `model.fit` under
 `jit_compile=True`: Hutchinson trace (one Rademacher probe), DOPRI5
-rtol = atol = 1e-5, RNODE regularisers (kinetic and Jacobian weights 0.01), a
-wall-clock budget per data set (a Keras callback stops `fit`). Test NLL is
-evaluated with the exact trace on the same weights.
+rtol = atol = 1e-5, adjoint gradients, RNODE regularisers (kinetic and Jacobian
+weights 0.01), a budget of steps and/or wall-clock seconds per data set (a
+Keras callback stops `fit`). Test NLL is evaluated with the exact trace on the
+same weights.
 
-    python benchmarks/ffjord_density.py --task toys --budget 60 --out docs
-    python benchmarks/ffjord_density.py --task tabular --budget 90 --out docs
-    python benchmarks/ffjord_density.py --task uci --data-dir /path/to/maf/data --out docs
+    python benchmarks/ffjord_density.py --task toys --steps 400 --out docs
+    python benchmarks/ffjord_density.py --task tabular --steps 400 --out docs
+    python benchmarks/ffjord_density.py --task uci --data-dir /path/to/maf/data --budget 3600 --out docs
 
 `--task uci` needs the UCI files of the MAF paper (POWER, GAS, HEPMASS,
 MINIBOONE, BSDS300) under `--data-dir`; they are not on this machine.
@@ -41,18 +42,21 @@ PAPER_UCI = {"power": -0.46, "gas": -8.59, "hepmass": 14.92, "miniboone": 10.43,
 
 
 class Budget(keras.callbacks.Callback):
-    """Stops `fit` once `seconds` of wall time have passed (tracing included)."""
+    """Stops `fit` after `max_steps` steps or `seconds` of wall time (tracing included),
+    whichever comes first (None: no limit of that kind)."""
 
-    def __init__(self, seconds):
+    def __init__(self, seconds=None, max_steps=None):
         super().__init__()
-        self.seconds, self.steps = seconds, 0
+        self.seconds, self.max_steps, self.steps = seconds, max_steps, 0
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
-        if time.perf_counter() - self.start > self.seconds:
+        out_of_time = (self.seconds is not None
+                       and time.perf_counter() - self.start > self.seconds)
+        if out_of_time or (self.max_steps is not None and self.steps >= self.max_steps):
             self.model.stop_training = True
 
 
@@ -62,7 +66,7 @@ def train(split, args, hidden_units, batch_size):
         solver="dopri5", rtol=1e-5, atol=1e-5, seed=args.seed,
         objective=RNODE(kinetic_weight=0.01, jacobian_weight=0.01))
     model.compile(keras.optimizers.Adam(args.lr), jit_compile=True)
-    budget = Budget(args.budget)
+    budget = Budget(args.budget, args.steps)
     start = time.perf_counter()
     model.fit(split.train, batch_size=batch_size, epochs=100000, callbacks=[budget],
               verbose=0, shuffle=True)
@@ -108,7 +112,7 @@ def toys(args):
 def _toy_notes(args):
     return (
         f"{args.num_train} training points per toy, test set {args.num_train // 4}; "
-        f"wall-clock budget {args.budget:.0f} s per toy (a reduced budget: the FFJORD paper "
+        f"{_budget(args)} per toy (a reduced budget: the FFJORD paper "
         "trains for hours). ODENet 64x64 tanh; batch 512; Adam lr "
         f"{args.lr}. NFE: one exact-trace density solve of a test batch.")
 
@@ -126,7 +130,7 @@ def tabular(args):
     return rows, "FFJORD, low-data tabular (scikit-learn; UCI files absent)", (
         "500 training examples where the data set has that many (wine and breast cancer have "
         "fewer: all their training rows are used), fixed test split, standardised with "
-        f"training statistics. ODENet 128x128 tanh, batch 128, budget {args.budget:.0f} s per "
+        f"training statistics. ODENet 128x128 tanh, batch 128, {_budget(args)} per "
         "data set. Seed 000's Table 3 (500 examples of the UCI sets) cannot be rerun here; "
         "these rows are the same protocol on the data sets that are available.")
 
@@ -142,17 +146,27 @@ def uci(args):
         _, row, _ = train(split, args, (256, 256), 1000)
         rows.append({"data": name, "FFJORD paper NLL": PAPER_UCI[name], **row})
         print(rows[-1], flush=True)
-    return rows, "FFJORD on UCI (full data)", f"budget {args.budget:.0f} s per data set."
+    return rows, "FFJORD on UCI (full data)", f"{_budget(args)} per data set."
+
+
+def _budget(args):
+    parts = ([f"{args.steps} steps"] if args.steps else []) + (
+        [f"{args.budget:.0f} s of wall time"] if args.budget else [])
+    return "at most " + " or ".join(parts)
 
 
 def main():
     p = common.base_parser(__doc__.splitlines()[0])
     p.add_argument("--task", choices=("toys", "tabular", "uci"), default="toys")
-    p.add_argument("--budget", type=float, default=60.0, help="training seconds per data set")
+    p.add_argument("--budget", type=float, default=None,
+                   help="training seconds per data set (tracing included)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per data set")
     p.add_argument("--num-train", type=int, default=20000)
     p.add_argument("--grid", type=int, default=80)
     p.add_argument("--lr", type=float, default=3e-3)
     args = p.parse_args()
+    if args.budget is None and args.steps is None:
+        p.error("give --steps and/or --budget")
     keras.utils.set_random_seed(args.seed)
     rows, title, notes = {"toys": toys, "tabular": tabular, "uci": uci}[args.task](args)
     _write(args, rows, title, notes)
