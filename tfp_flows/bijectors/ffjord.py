@@ -12,8 +12,8 @@ import tensorflow_probability as tfp
 
 from tfp_flows.bijectors import adjoint, ode
 from tfp_flows.bijectors import trace as trace_lib
-from tfp_flows.bijectors.traversal import mark_conditional
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.bijectors.base import KerasBijector
+from tfp_flows.internal import validation
 
 tfb = tfp.bijectors
 
@@ -37,7 +37,7 @@ Attributes:
 """
 
 
-class FFJORD(tfb.Bijector):
+class FFJORD(KerasBijector):
     """Free-form continuous-time flow (Grathwohl et al., 2019).
 
     The bijection is the time-`t0 -> t1` flow map of `dz/dt = f(t, z[, c])`,
@@ -63,10 +63,16 @@ class FFJORD(tfb.Bijector):
     Solvers (`tfp_flows.bijectors.ode`): adaptive `'dopri5'` (`rtol`, `atol`,
     `max_num_steps`) or fixed-step `'rk4'`, `'midpoint'`, `'euler'`
     (`num_steps`). All are `tf.while_loop`s with static shapes, so training
-    steps compile with `jit_compile=True`. Gradients: `'backprop'` through the
-    solver (fast; memory grows with the number of steps) or `'adjoint'`
-    (a backward solve of the adjoint ODE; memory flat in the number of steps;
-    gradients of the continuous problem, equal to backprop's up to solver error).
+    steps compile with `jit_compile=True`. Gradients: `'adjoint'` (default; a
+    backward solve of the adjoint ODE; memory flat in the number of steps; the
+    fast choice under XLA; gradients of the continuous problem, equal to
+    backprop's up to solver error) or `'backprop'` through the solver (memory
+    grows with the number of steps; under XLA with `'dopri5'` its buffers are
+    sized by `max_num_steps`, which is slow: prefer it with fixed-step solvers).
+
+    The trace uses forward-mode Jacobian-vector products when `vector_field`
+    has a `jvp(t, z, tangents, conditional_input=None)` method returning
+    `(f, J @ tangents)` (`ODENet` does), else reverse-mode products.
 
     `sample_and_log_prob` and `forward` + `forward_log_det_jacobian` on the same
     tensor cost one solve: `_forward` stores the log-det in TFP's cache.
@@ -84,7 +90,7 @@ class FFJORD(tfb.Bijector):
       num_steps: steps of the fixed-step solvers (positive).
       trace: 'exact' or 'hutchinson'.
       num_probes: Hutchinson probes per solve; probe: 'rademacher' or 'gaussian'.
-      gradient: 'backprop' or 'adjoint'.
+      gradient: 'adjoint' or 'backprop'.
       validate_args: check inputs are finite and that adaptive solves finish.
       name: bijector name (unique within a chain).
 
@@ -122,7 +128,7 @@ class FFJORD(tfb.Bijector):
             if event_size is None:
                 raise ValueError("`event_size` must be given when `vector_field` has no "
                                  "`event_size` attribute; got None.")
-        self._event_size = validation.positive_int(event_size, "event_size")
+        event_size = validation.positive_int(event_size, "event_size")
         for value, arg in ((t0, "t0"), (t1, "t1")):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"`{arg}` must be a Python number; got {value!r}.")
@@ -139,27 +145,15 @@ class FFJORD(tfb.Bijector):
             raise ValueError(f"`vector_field` {vector_field.name!r} must be built "
                              "(call `layer.build(...)` first).")
         self._vector_field = vector_field
-        with tf.name_scope(name) as name:
-            super().__init__(forward_min_event_ndims=1, dtype=dtype,
-                             validate_args=validate_args, parameters=parameters,
-                             name=name.strip("/"))
-        keras_owned.own_keras_layers(self, vector_field)
-        if getattr(vector_field, "conditional_size", 0):
-            mark_conditional(self)
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        super().__init__(parameters, {"vector_field": vector_field}, event_size, dtype,
+                         validate_args=validate_args, name=name,
+                         conditional=bool(getattr(vector_field, "conditional_size", 0)))
 
     # -- Settings --------------------------------------------------------------
 
     @property
     def vector_field(self):
         return self._vector_field
-
-    @property
-    def event_size(self):
-        return self._event_size
 
     @property
     def solver_options(self):
