@@ -1,6 +1,7 @@
 """Bijectors (true bijections, `tfb.Bijector` subclasses) and their building blocks."""
 
 from tfp_flows.bijectors.actnorm import ActNorm
+from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
 from tfp_flows.bijectors.conditioners import (
     AffineCouplingConditioner,
     MADEConditioner,
@@ -40,3 +41,4 @@ __all__ += ["KernelCoupling"]
 __all__ += ["ContinuouslyIndexed", "FixedIndex", "with_fixed_index"]
 __all__ += ["ElementwiseAffine", "ElementwiseSpline", "FixedConditional", "FunnelLinear"]
 __all__ += ["FFJORD", "FFJORDSolution"]
+__all__ += ["KerasBijector", "keras_layer_name"]

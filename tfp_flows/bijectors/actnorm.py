@@ -3,13 +3,14 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
+from tfp_flows.internal import validation
 from tfp_flows.nets.mlp import Parameters
 
 tfb = tfp.bijectors
 
 
-class ActNorm(tfb.Bijector):
+class ActNorm(KerasBijector):
     """Elementwise affine bijector whose statistics are set from the first batch.
 
     Forward (sampling direction): `y = x * exp(log_scale) + loc`.
@@ -32,26 +33,19 @@ class ActNorm(tfb.Bijector):
 
     def __init__(self, event_size, dtype=tf.float32, validate_args=False, name="act_norm"):
         parameters = dict(locals())
-        self._event_size = validation.positive_int(event_size, "event_size")
+        event_size = validation.positive_int(event_size, "event_size")
         dtype = validation.float_dtype(dtype)
-        with tf.name_scope(name) as name:
+
+        def make_layers(scope):
             self._params = Parameters(
                 {"loc": ((event_size,), "zeros"), "log_scale": ((event_size,), "zeros"),
                  "initialized": ((), "zeros")},
                 trainable_names=("loc", "log_scale"), dtype=dtype.name,
-                name=name.strip("/").replace("/", "_") + "_params")
-            parameters["params"] = self._params  # unique per instance: keeps TFP's cache apart
-            super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
-                             parameters=parameters, name=name)
-            keras_owned.own_keras_layers(self, self._params)
+                name=keras_layer_name(scope, "_params"))
+            return {"params": self._params}
 
-    @property
-    def event_size(self):
-        return self._event_size
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        super().__init__(parameters, make_layers, event_size, dtype,
+                         validate_args=validate_args, name=name)
 
     def _loc_log_scale(self):
         return self._params.variable("loc"), self._params.variable("log_scale")

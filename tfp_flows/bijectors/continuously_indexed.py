@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.bijectors import traversal
+from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
 from tfp_flows.bijectors.conditioners import soft_clamp
 from tfp_flows.internal import keras_owned, validation
 from tfp_flows.nets.mlp import MLP
@@ -26,7 +27,7 @@ from tfp_flows.nets.mlp import MLP
 tfb = tfp.bijectors
 
 
-class ContinuouslyIndexed(tfb.Bijector):
+class ContinuouslyIndexed(KerasBijector):
     """`G(x; u) = s(u) * g(x) + t(u)`, a bijection of `x` for each index `u`.
 
     Density direction (`inverse`), with `g = bijector.inverse`:
@@ -80,7 +81,7 @@ class ContinuouslyIndexed(tfb.Bijector):
                  activation="relu", log_scale_bound=3.0, dtype=tf.float32, validate_args=False,
                  name="continuously_indexed"):
         parameters = dict(locals())
-        self._event_size = validation.positive_int(event_size, "event_size")
+        event_size = validation.positive_int(event_size, "event_size")
         self._index_size = validation.positive_int(index_size, "index_size")
         dtype = validation.float_dtype(dtype)
         if bijector is None:
@@ -95,20 +96,16 @@ class ContinuouslyIndexed(tfb.Bijector):
             log_scale_bound = validation.positive_float(log_scale_bound, "log_scale_bound")
         self._bound = log_scale_bound
         self._g = bijector
-        with tf.name_scope(name) as name:
-            self.net = keras_owned.build_layer(
-                MLP(2 * self._event_size, hidden_units, activation, dtype=dtype.name,
-                    name=name.strip("/").replace("/", "_") + "_st_net"),
-                (None, self._index_size))
-            parameters["net"] = self.net  # unique per instance: keeps TFP's cache apart
-            super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
-                             parameters=parameters, name=name)
-            keras_owned.own_keras_layers(self, self.net)
-        traversal.mark_conditional(self)
 
-    @property
-    def event_size(self):
-        return self._event_size
+        def make_layers(scope):
+            self.net = keras_owned.build_layer(
+                MLP(2 * event_size, hidden_units, activation, dtype=dtype.name,
+                    name=keras_layer_name(scope, "_st_net")),
+                (None, self._index_size))
+            return {"net": self.net}
+
+        super().__init__(parameters, make_layers, event_size, dtype,
+                         validate_args=validate_args, name=name, conditional=True)
 
     @property
     def index_size(self):
@@ -118,10 +115,6 @@ class ContinuouslyIndexed(tfb.Bijector):
     def bijector(self):
         """`g`, the inner bijection."""
         return self._g
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
 
     def shift_and_log_scale(self, u):
         """`t(u)` and `log s(u)`, each `[..., D]`."""

@@ -25,12 +25,12 @@ With `conditional_size=0` the elementwise maps hold free parameters and are
 plain bijections (the F-MLP's learnable spline activation).
 """
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
 from tfp_flows.bijectors.conditioners import soft_clamp
-from tfp_flows.bijectors.traversal import mark_conditional
+from tfp_flows.bijectors.lu_linear import lu_parameters
 from tfp_flows.internal import keras_owned, validation
 from tfp_flows.nets.mlp import MLP, Parameters
 
@@ -40,45 +40,33 @@ tfb = tfp.bijectors
 _UNIT_SLOPE_SHIFT = 0.5413248546129181
 
 
-def _layer_name(name, suffix):
-    return name.strip("/").replace("/", "_") + suffix
-
-
-class _Elementwise(tfb.Bijector):
+class _Elementwise(KerasBijector):
     """Shared plumbing: per-dimension parameters from an MLP of `x_minus` or free weights."""
 
     _params_per_dim = None  # set by subclasses
 
     def __init__(self, event_size, conditional_size, hidden_units, activation, dtype,
                  validate_args, parameters, name):
-        self._event_size = validation.positive_int(event_size, "event_size")
+        event_size = validation.positive_int(event_size, "event_size")
         self._conditional_size = validation.positive_int(
             conditional_size, "conditional_size", allow_zero=True)
         dtype = validation.float_dtype(dtype)
-        with tf.name_scope(name) as name:
+
+        def make_layers(scope):
             width = self._params_per_dim()
             if self._conditional_size:
                 self._net = keras_owned.build_layer(
                     MLP(event_size * width, hidden_units, activation, dtype=dtype.name,
-                        name=_layer_name(name, "_net")),
+                        name=keras_layer_name(scope, "_net")),
                     (None, self._conditional_size))
             else:
                 self._net = Parameters({"raw": ((event_size, width), "zeros")},
-                                       dtype=dtype.name, name=_layer_name(name, "_params"))
-            parameters["net"] = self._net  # unique per instance: keeps TFP's cache apart
-            super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
-                             parameters=parameters, name=name)
-            keras_owned.own_keras_layers(self, self._net)
-        if self._conditional_size:
-            mark_conditional(self)
+                                       dtype=dtype.name, name=keras_layer_name(scope, "_params"))
+            return {"net": self._net}
 
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
-
-    @property
-    def event_size(self):
-        return self._event_size
+        super().__init__(parameters, make_layers, event_size, dtype,
+                         validate_args=validate_args, name=name,
+                         conditional=bool(self._conditional_size))
 
     def _raw(self, conditional_input):
         """Unconstrained parameters, shape `[..., event_size, params_per_dim]`."""
@@ -205,13 +193,7 @@ class ElementwiseSpline(_Elementwise):
         return tf.broadcast_to(ldj, tf.broadcast_dynamic_shape(tf.shape(x)[:-1], tf.shape(ldj)))
 
 
-def _random_lu(size, seed):
-    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((size, size)))
-    lower_upper, perm = tf.linalg.lu(tf.constant(q))
-    return lower_upper.numpy(), perm.numpy()
-
-
-class FunnelLinear(tfb.Bijector):
+class FunnelLinear(KerasBijector):
     """The F-MLP / convolutional funnel map: `z_t = R x_plus_t + W' x_minus_t + b` per tile.
 
     `x_plus` has `num_tiles * event_size` entries and `x_minus`
@@ -239,30 +221,20 @@ class FunnelLinear(tfb.Bijector):
     def __init__(self, event_size, conditional_size, num_tiles=1, seed=0, dtype=tf.float32,
                  validate_args=False, name="funnel_linear"):
         parameters = dict(locals())
-        self._event_size = validation.positive_int(event_size, "event_size")
+        event_size = validation.positive_int(event_size, "event_size")
         self._conditional_size = validation.positive_int(conditional_size, "conditional_size")
         self._num_tiles = validation.positive_int(num_tiles, "num_tiles")
         dtype = validation.float_dtype(dtype)
-        with tf.name_scope(name) as name:
-            lower_upper, perm = _random_lu(self._event_size, seed)
-            self._params = Parameters(
-                {"lower_upper": ((event_size, event_size),
-                                 lambda shape, dtype=None: tf.constant(lower_upper, dtype)),
-                 "kernel": ((event_size, conditional_size), "glorot_uniform"),
-                 "bias": ((event_size,), "zeros")},
-                dtype=dtype.name, name=_layer_name(name, "_params"))
-            parameters["params"] = self._params
-            self._lu = tfb.ScaleMatvecLU(self._params.variable("lower_upper"),
-                                         permutation=tf.constant(perm),
-                                         validate_args=validate_args)
-            super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
-                             parameters=parameters, name=name)
-            keras_owned.own_keras_layers(self, self._params)
-        mark_conditional(self)
 
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        def make_layers(scope):
+            self._params, self._lu = lu_parameters(
+                event_size, seed, dtype, keras_layer_name(scope, "_params"), validate_args,
+                extra_specs={"kernel": ((event_size, conditional_size), "glorot_uniform"),
+                             "bias": ((event_size,), "zeros")})
+            return {"params": self._params}
+
+        super().__init__(parameters, make_layers, event_size, dtype,
+                         validate_args=validate_args, name=name, conditional=True)
 
     @property
     def event_size(self):

@@ -4,16 +4,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_flows.bijectors.base import KerasBijector
 from tfp_flows.bijectors.conditioners import soft_clamp
-from tfp_flows.bijectors.traversal import mark_conditional
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.internal import validation
 from tfp_flows.nets.kernels import InducingPoints, KernelMachine, canonical_kernel
 from tfp_flows.nets.mlp import _concat_condition
 
 tfb = tfp.bijectors
 
 
-class KernelCoupling(tfb.Bijector):
+class KernelCoupling(KerasBijector):
     """Affine coupling whose scale and shift are kernel machines over inducing points.
 
     Split `x in R^D` into `u1 = x[..., :d]` (`d = D // 2`) and `u2 = x[..., d:]`.
@@ -83,8 +83,8 @@ class KernelCoupling(tfb.Bijector):
                  learn_length_scale=True, log_scale_bound=3.0, conditional_size=0, seed=0,
                  dtype=tf.float32, validate_args=False, name="kernel_coupling"):
         parameters = dict(locals())
-        self._event_size = validation.positive_int(event_size, "event_size")
-        if self._event_size < 2:
+        event_size = validation.positive_int(event_size, "event_size")
+        if event_size < 2:
             raise ValueError(f"`event_size` must be >= 2 for a coupling; got {event_size}.")
         self._num_inducing = validation.positive_int(num_inducing, "num_inducing")
         self._kernel = canonical_kernel(kernel)
@@ -94,7 +94,7 @@ class KernelCoupling(tfb.Bijector):
                        else validation.positive_float(log_scale_bound, "log_scale_bound"))
         seed = validation.positive_int(seed, "seed", allow_zero=True)
         dtype = validation.float_dtype(dtype)
-        self._d = self._event_size // 2
+        self._d = event_size // 2
         point_size = self._d + self._conditional_size
         if inducing_points is None:
             inducing_points = InducingPoints(self._num_inducing, point_size, seed=seed,
@@ -108,28 +108,18 @@ class KernelCoupling(tfb.Bijector):
         if given != expected:
             raise ValueError(f"`inducing_points` must have shape [num_inducing, d + "
                              f"conditional_size] = {list(expected)}; got {list(given)}.")
-        with tf.name_scope(name) as name:
-            self._points = inducing_points
+        self._points = inducing_points
+
+        def make_layers(scope):
             self._machine = KernelMachine(
-                self._num_inducing, self._event_size - self._d, self._kernel,
+                self._num_inducing, event_size - self._d, self._kernel,
                 length_scale=length_scale, learn_length_scale=learn_length_scale,
                 dtype=dtype.name)
-            # Owned layers in `parameters`: unique per instance, keeps TFP's cache apart.
-            parameters["inducing_points"] = self._points
-            parameters["machine"] = self._machine
-            super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
-                             parameters=parameters, name=name)
-            keras_owned.own_keras_layers(self, self._points, self._machine)
-        if self._conditional_size:
-            mark_conditional(self)
+            return {"inducing_points": self._points, "machine": self._machine}
 
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
-
-    @property
-    def event_size(self):
-        return self._event_size
+        super().__init__(parameters, make_layers, event_size, dtype,
+                         validate_args=validate_args, name=name,
+                         conditional=bool(self._conditional_size))
 
     @property
     def num_inducing(self):

@@ -4,7 +4,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
+from tfp_flows.internal import validation
 from tfp_flows.nets.mlp import Parameters
 
 tfb = tfp.bijectors
@@ -18,7 +19,28 @@ def _random_lu(event_size, seed):
     return lower_upper.numpy(), perm.numpy()
 
 
-class LULinear(tfb.Bijector):
+def lu_parameters(event_size, seed, dtype, name, validate_args=False, extra_specs=None):
+    """A `Parameters` layer with a square `lower_upper` weight, and the LU map that reads it.
+
+    `lower_upper` starts at the LU factors of a random rotation (numpy `seed`);
+    the returned `tfb.ScaleMatvecLU` holds its `tf.Variable` (so gradients reach
+    the Keras weight) and the fixed permutation. `extra_specs` adds further
+    weights to the same layer, after `lower_upper`, as `Parameters` specs.
+
+    Returns:
+      `(params, lu)`: the built `nets.Parameters` layer and the bijector.
+    """
+    lower_upper, perm = _random_lu(event_size, seed)
+    specs = {"lower_upper": ((event_size, event_size),
+                             lambda shape, dtype=None: tf.constant(lower_upper, dtype))}
+    specs.update(extra_specs or {})
+    params = Parameters(specs, dtype=tf.as_dtype(dtype).name, name=name)
+    lu = tfb.ScaleMatvecLU(params.variable("lower_upper"), permutation=tf.constant(perm),
+                           validate_args=validate_args)
+    return params, lu
+
+
+class LULinear(KerasBijector):
     """`y = W x` with `W = P L U` (`tfb.ScaleMatvecLU`), weights owned by Keras.
 
     Initialised at a random rotation (`|det W| = 1`), as in Glow.
@@ -28,25 +50,16 @@ class LULinear(tfb.Bijector):
     def __init__(self, event_size, seed=0, dtype=tf.float32, validate_args=False,
                  name="lu_linear"):
         parameters = dict(locals())
-        self._event_size = validation.positive_int(event_size, "event_size")
+        event_size = validation.positive_int(event_size, "event_size")
         dtype = validation.float_dtype(dtype)
-        with tf.name_scope(name) as name:
-            lower_upper, perm = _random_lu(self._event_size, seed)
-            self._params = Parameters(
-                {"lower_upper": ((event_size, event_size),
-                                 lambda shape, dtype=None: tf.constant(lower_upper, dtype))},
-                dtype=dtype.name, name=name.strip("/").replace("/", "_") + "_params")
-            parameters["params"] = self._params
-            self._lu = tfb.ScaleMatvecLU(self._params.variable("lower_upper"),
-                                         permutation=tf.constant(perm),
-                                         validate_args=validate_args)
-            super().__init__(forward_min_event_ndims=1, dtype=dtype, validate_args=validate_args,
-                             parameters=parameters, name=name)
-            keras_owned.own_keras_layers(self, self._params)
 
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        def make_layers(scope):
+            self._params, self._lu = lu_parameters(
+                event_size, seed, dtype, keras_layer_name(scope, "_params"), validate_args)
+            return {"params": self._params}
+
+        super().__init__(parameters, make_layers, event_size, dtype,
+                         validate_args=validate_args, name=name)
 
     def _forward(self, x):
         return self._lu.forward(x)

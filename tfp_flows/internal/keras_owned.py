@@ -11,6 +11,9 @@ uses the layer keeps
 * the layers' underlying `tf.Variable`s in `_keras_variables`, so TFP's
   `trainable_variables` (used by `tfp.vi.fit_surrogate_posterior` and
   `tfp.math.minimize`) sees the same storage.
+
+Bijectors get all of this from `tfp_flows.bijectors.KerasBijector`;
+distributions from `FlowDistribution._own_keras_layers`.
 """
 
 import keras
