@@ -1,9 +1,16 @@
-"""Shared training loop of the funnel benchmarks (seed 001).
+"""Shared training loop and parameter matching of the funnel benchmarks (seed 001).
 
 `fit_flow` builds a registered flow by name, initialises it from data
 (ActNorm), trains it by maximum likelihood with `FlowModel.fit` and returns
 the model with the weights of the epoch with the best validation NLL
-(early stopping on the validation split, never on the test split).
+(early stopping on the validation split, never on the test split). Every
+model of a benchmark gets the same optimiser, batch size, epoch budget and
+patience, and `keras.utils.set_random_seed(seed)` before it is built.
+
+`match_width` picks, for a model whose size is set by one hidden width, the
+width whose trainable-parameter count is closest to a target (models are
+built, not trained, to count), so a funnel and its baseline can be compared
+at about the same number of parameters.
 """
 
 import os
@@ -21,19 +28,114 @@ from tfp_flows.keras import FlowModel  # noqa: E402
 LN2 = float(np.log(2.0))
 
 
+class _EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch (the first includes tracing / XLA compilation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
 def fit_flow(flow, train, validation, epochs, batch_size=128, learning_rate=1e-3, seed=0,
-             jit_compile=False, **flow_kwargs):
-    """Trains flow `flow`; returns `(model, seconds)` with the best-validation weights."""
+             jit_compile=True, patience=None, **flow_kwargs):
+    """Trains flow `flow` by maximum likelihood with early stopping.
+
+    Args:
+      flow: Name of a registered flow.
+      train, validation: Float arrays `[N, D]`.
+      epochs: Maximum number of epochs (positive int).
+      batch_size, learning_rate: Adam (gradient norm clipped at 5, as in the
+        paper's A.6) with a constant learning rate.
+      seed: Int seed; `keras.utils.set_random_seed(seed)` runs before the model
+        is built, so the initial weights and the batch order are reproducible.
+      jit_compile: Whether to XLA-compile the train and test steps.
+      patience: Epochs without a better validation NLL before stopping
+        (default `max(5, epochs // 5)`); the best epoch's weights are restored.
+      **flow_kwargs: Passed on to the flow builder.
+
+    Returns:
+      `(model, info)`: `info` holds ``seconds`` (whole fit), ``epochs_run``,
+      ``best_epoch`` (1-based), ``steps`` (optimiser steps taken) and
+      ``epoch_s`` (median wall time of the epochs after the first).
+
+    Raises:
+      ValueError: If `epochs` is not a positive int.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive int; got {epochs!r}.")
     keras.utils.set_random_seed(seed)
     model = FlowModel.from_flow(flow, seed=seed, **flow_kwargs)
     model.compile(keras.optimizers.Adam(learning_rate, clipnorm=5.0), jit_compile=jit_compile)
     model.initialize_from_data(train[:1024])
-    stop = keras.callbacks.EarlyStopping(patience=max(3, epochs // 5),
-                                         restore_best_weights=True)
+    patience = max(5, epochs // 5) if patience is None else patience
+    stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+    timer = _EpochTimer()
     start = time.perf_counter()
-    model.fit(train, batch_size=batch_size, epochs=epochs, validation_data=(validation,),
-              callbacks=[stop], verbose=0)
-    return model, time.perf_counter() - start
+    history = model.fit(train, batch_size=batch_size, epochs=epochs,
+                        validation_data=(validation,), callbacks=[stop, timer], verbose=0)
+    seconds = time.perf_counter() - start
+    val = np.asarray(history.history["val_loss"], dtype=float)
+    finite = np.where(np.isfinite(val), val, np.inf)
+    info = {"seconds": seconds, "epochs_run": len(val),
+            "best_epoch": int(np.argmin(finite)) + 1,
+            "steps": int(model.optimizer.iterations.numpy()),
+            "epoch_s": float(np.median(timer.times[1:])) if len(timer.times) > 1 else seconds}
+    return model, info
+
+
+def count_params(flow, **flow_kwargs):
+    """Trainable parameters of registered flow `flow` (built, not trained)."""
+    return common.num_params(FlowModel.from_flow(flow, **flow_kwargs))
+
+
+def match_width(flow, kwargs_for_width, target, widths):
+    """The hidden width whose model's parameter count is closest to `target`.
+
+    The count grows with the width, so the candidates are bisected (about
+    `log2(len(widths))` models are built) and the two neighbours of `target`
+    compared.
+
+    Args:
+      flow: Name of a registered flow.
+      kwargs_for_width: Callable `width -> flow kwargs`.
+      target: Positive int, the parameter count to match.
+      widths: Candidate widths (positive ints).
+
+    Returns:
+      `(width, kwargs, params)` of the closest candidate.
+
+    Raises:
+      ValueError: If `target` is not positive or `widths` is empty.
+    """
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or target <= 0:
+        raise ValueError(f"`target` must be a positive int parameter count; got {target!r}.")
+    widths = sorted(set(int(w) for w in widths))
+    if not widths:
+        raise ValueError("`widths` must hold at least one candidate width; got none.")
+    cache = {}
+
+    def count(i):
+        if i not in cache:
+            kwargs = kwargs_for_width(widths[i])
+            cache[i] = (count_params(flow, **kwargs), kwargs)
+        return cache[i][0]
+
+    lo, hi = 0, len(widths) - 1  # first index with count >= target, or the last one
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count(mid) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    best = min({max(lo - 1, 0), lo}, key=lambda i: abs(count(i) - target))
+    return widths[best], cache[best][1], cache[best][0]
 
 
 def test_nll(model, x):
@@ -42,4 +144,5 @@ def test_nll(model, x):
 
 
 def bits_per_dim(nll, dim):
+    """Nats per example -> bits per dimension."""
     return nll / (dim * LN2)
