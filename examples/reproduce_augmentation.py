@@ -17,7 +17,11 @@ distribution itself (-2.49 nats for psi = 3, D = 2), which no model can beat
 on held-out data in expectation, so they cannot be held-out log-likelihoods
 (docs/augmentation.md); the script prints that bound next to each number.
 
-Expected output of `--quick` (a few minutes on 2 cores): MEASURE_ME
+Expected output of `--quick` (psi = 3, D = 2, 10 epochs = 80 Adam steps):
+test log-likelihood -6 to -4.5 nats for both B = 0 and B = 2, far below the
+bound -2.49 after 1% of the thesis' epochs. Measured: seed 0 B = 0 -5.28,
+B = 2 -5.20 (1.2 CPU-minutes, about 4.5 minutes wall on a shared 2-core
+machine).
 """
 
 import argparse
@@ -100,6 +104,8 @@ def main(argv=None):
     for b in args.augments:
         runs = [train_once(x_train, x_test, b, args, args.seed + r) for r in range(args.runs)]
         best, kind = max(runs)
+        if b == 0:  # Augmented with B = 0 returns the wrapped flow's exact density
+            kind = "exact (B = 0)"
         print(f"| {b} | {best:.3f} | {kind} | {THESIS[args.dim][b]} | {bound:.2f} |", flush=True)
         results.append(f"B{b}_loglik={best:.4f}")
     print(f"({args.epochs} epochs, {args.runs} run(s) per B; thesis: 1024 epochs, best of 10)")

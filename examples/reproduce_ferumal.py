@@ -14,9 +14,11 @@ Paper (Table 1, test NLL): two moons 2.43 (Ferumal, 5K params) vs 2.54 (Glow,
 library's (`tfp_flows.datasets`), not the paper's, so compare the ordering and
 the rough level, not the digits.
 
-Expected output of `--quick` (two moons, 400 steps, 2-core CPU, a few minutes):
-MEASURE_ME The full protocol takes hours on
-two cores.
+Expected output of `--quick` (two moons, 400 steps per model): Ferumal NLL
+2.45-2.70 and Glow NLL 2.60-2.85, Ferumal below Glow. Measured: seed 0
+Ferumal 2.539, Glow 2.726; seed 1 Ferumal 2.590, Glow 2.697 (2.2 CPU-minutes,
+about 8 minutes wall on a shared 2-core machine). The full protocol takes
+hours on two cores.
 """
 
 import argparse

@@ -16,8 +16,11 @@ funnel costs 0.01-0.15 nats while its latent space is 25% smaller. The UCI
 files are not shipped; without `--data-dir` scikit-learn's digits (64-D,
 dequantised, latent 48) stand in, so only the gap is comparable.
 
-Expected output of `--quick` (digits, 2 flow steps of 32x32, 5 epochs, a few
-minutes on 2 cores): MEASURE_ME
+Expected output of `--quick` (digits, 2 flow steps of 32x32, 5 epochs):
+F-NSF (latent 48) -75 to -72 nats, NSF -74 to -70.5, gap F-NSF - NSF between
+-3 and 0 nats. Measured: seed 0 F-NSF -73.63, NSF -72.10, gap -1.53 (1.8
+CPU-minutes, about 6 minutes wall on a shared 2-core machine; one seed only,
+so the range is a guess at seed noise, not a measured spread).
 """
 
 import argparse
