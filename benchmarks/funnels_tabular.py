@@ -166,7 +166,7 @@ def main():
                f"{args.patience or max(5, args.epochs // 5)}), best-validation weights "
                "restored; 'epochs (best)' is the best epoch per seed, 'steps' the optimiser "
                "steps taken per seed; 's/epoch' the median epoch wall time after the first "
-               "(XLA compilation excluded) on the shared machine. " + PAPER_TABLE_1))
+               "(tracing or XLA compilation excluded) on the shared machine. " + PAPER_TABLE_1))
 
 
 if __name__ == "__main__":
