@@ -20,8 +20,8 @@ on held-out data in expectation, so they cannot be held-out log-likelihoods
 Expected output of `--quick` (psi = 3, D = 2, 10 epochs = 80 Adam steps):
 test log-likelihood -6 to -4.5 nats for both B = 0 and B = 2, far below the
 bound -2.49 after 1% of the thesis' epochs. Measured: seed 0 B = 0 -5.28,
-B = 2 -5.20 (1.2 CPU-minutes, about 4.5 minutes wall on a shared 2-core
-machine).
+B = 2 -5.20; seed 1 B = 0 -4.95, B = 2 -5.25 (1.1-1.2 CPU-minutes, 2.5-4.5
+minutes wall on a shared 2-core machine).
 """
 
 import argparse
