@@ -20,8 +20,9 @@ For two moons (noise 0.1) a well-fitted flow reaches about 2.4-2.5 nats
 Expected output of `--quick` (two moons, 1,000 steps): exact-trace test NLL
 2.9-3.3 nats, the Hutchinson estimate within 0.1 nats of it; the model is
 undertrained (FFJORD learns slowly at Adam 1e-3). Measured: seed 0 exact
-3.073, Hutchinson 3.089 (1 CPU-minute, about 4 minutes wall on a shared
-2-core machine; 300 steps gave 3.237).
+3.073, Hutchinson 3.089; seed 1 exact 3.075, Hutchinson 3.065 (about 1
+CPU-minute, 1.5-4 minutes wall on a shared 2-core machine; 300 steps gave
+3.237).
 """
 
 import argparse
