@@ -137,8 +137,8 @@ def main():
                f"validation NLL (patience {args.patience or max(5, args.epochs // 5)}), "
                f"best-validation weights restored; seed {args.seed}. 'median ratio' uses the "
                "median bits/dim of each set (robust to a few outlying images); 's/epoch' is "
-               "the median epoch wall time after the first (tracing or compilation excluded) on the "
-               "shared machine."))
+               "the median epoch wall time after the first (tracing or compilation "
+               "excluded) on the shared machine."))
 
 
 if __name__ == "__main__":
