@@ -18,9 +18,9 @@ dequantised, latent 48) stand in, so only the gap is comparable.
 
 Expected output of `--quick` (digits, 2 flow steps of 32x32, 5 epochs):
 F-NSF (latent 48) -75 to -72 nats, NSF -74 to -70.5, gap F-NSF - NSF between
--3 and 0 nats. Measured: seed 0 F-NSF -73.63, NSF -72.10, gap -1.53 (1.8
-CPU-minutes, about 6 minutes wall on a shared 2-core machine; one seed only,
-so the range is a guess at seed noise, not a measured spread).
+-3 and 0 nats. Measured: seed 0 F-NSF -73.63, NSF -72.10, gap -1.53; seed 1
+F-NSF -73.42, NSF -72.39, gap -1.03 (1.4-1.8 CPU-minutes, 2-6 minutes wall
+on a shared 2-core machine).
 """
 
 import argparse
@@ -59,10 +59,13 @@ def fit(flow, split, args, **flow_kwargs):
     """Trains a registered flow by maximum likelihood; returns the model (best epoch)."""
     import keras
 
+    from tfp_flows.flows import build_flow
     from tfp_flows.keras import FlowModel
 
     keras.utils.set_random_seed(args.seed)
-    model = FlowModel.from_flow(flow, seed=args.seed, event_size=split.dim, **flow_kwargs)
+    # The flow's own `seed` fixes its permutations and LU initialisation.
+    model = FlowModel(build_flow(flow, event_size=split.dim, seed=args.seed, **flow_kwargs),
+                      seed=args.seed)
     model.initialize_from_data(split.train[:1024])
     model.compile(keras.optimizers.Adam(1e-3, clipnorm=5.0))
     best = keras.callbacks.EarlyStopping(patience=max(3, args.epochs // 5),
@@ -81,7 +84,7 @@ def main(argv=None):
     from tfp_flows.evaluation import mean_log_prob
 
     keras.utils.set_random_seed(args.seed)
-    split = datasets.load(args.dataset, data_dir=args.data_dir)
+    split = datasets.load(args.dataset, data_dir=args.data_dir, seed=args.seed)
     layers, width = (2, 32) if args.quick else (4, 128)
     hidden = (width, width)
     models = {
