@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows import flows
+from tfp_flows import evaluation, flows
 from tfp_flows.distributions import Augmented, GaussianProposal, StandardNormalProposal
 from tfp_flows.distributions.proposals import make_proposal
 from tfp_flows.keras import FlowModel
@@ -126,6 +126,12 @@ def test_num_augment_zero_is_the_flow_exactly():
         np.testing.assert_array_equal(dist.log_prob(x, num_samples=s, seed=(1, s)).numpy(), ref)
     np.testing.assert_array_equal(dist.elbo(x, seed=(0, 0)).numpy(), ref)
     np.testing.assert_array_equal(dist.importance_weighted_bound(x, 4, seed=(0, 0)).numpy(), ref)
+    # Evaluation helpers call it exact, and an augmented one importance-sampled.
+    assert dist.log_prob_is_exact and not Augmented(flows.real_nvp(
+        event_size=D + 1, num_layers=1, hidden_units=(4,)), D, 1).log_prob_is_exact
+    mean, kind = evaluation.mean_log_prob(FlowModel(dist), x.numpy(), num_samples=3)
+    assert kind == "exact"
+    np.testing.assert_allclose(mean, ref.mean(), rtol=1e-6)
 
 
 def test_batch_shapes_and_default_num_samples():

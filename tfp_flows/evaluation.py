@@ -23,7 +23,9 @@ def mean_log_prob(model, x, num_samples=100, seed=0, batch_size=None):
 
     Families whose `log_prob` is an importance-sampled estimate (augmentation,
     LGF) are evaluated with `num_samples` samples and a fresh stateless seed per
-    batch. Returns `(mean, kind)`, `kind` "exact" or "importance-sampled (S=...)".
+    batch. Returns `(mean, kind)`, `kind` "exact" or "importance-sampled (S=...)";
+    a distribution whose `log_prob_is_exact` property is True (e.g. `Augmented`
+    with `num_augment=0`) is labelled "exact".
     """
     dist = model.distribution
     estimated = takes_num_samples(dist)
@@ -39,7 +41,8 @@ def mean_log_prob(model, x, num_samples=100, seed=0, batch_size=None):
         xb = tf.constant(x[start:start + batch_size], dtype=dist.dtype)
         values.append(fn(xb, tf.constant([seed, i], tf.int32)).numpy())
     mean = float(np.mean(np.concatenate(values)))
-    return mean, (f"importance-sampled (S={num_samples})" if estimated else "exact")
+    exact = not estimated or getattr(dist, "log_prob_is_exact", False)
+    return mean, ("exact" if exact else f"importance-sampled (S={num_samples})")
 
 
 def markdown_table(rows, columns):

@@ -145,6 +145,11 @@ class Augmented(FlowDistribution):
     def num_samples(self):
         return self._num_samples
 
+    @property
+    def log_prob_is_exact(self):
+        """True when `num_augment == 0`: `log_prob` is then the wrapped flow's exact density."""
+        return self._num_augment == 0
+
     # -- bounds and estimates -----------------------------------------------
 
     def _flow_log_prob(self, y, conditional_input):
