@@ -9,7 +9,7 @@ same weights.
 
     python benchmarks/ffjord_density.py --task toys --steps 400 --out docs
     python benchmarks/ffjord_density.py --task tabular --steps 400 --out docs
-    python benchmarks/ffjord_density.py --task uci --data-dir /path/to/maf/data --budget 3600 --out docs
+    python benchmarks/ffjord_density.py --task uci --data-dir DIR --budget 3600 --out docs
 
 `--task uci` needs the UCI files of the MAF paper (POWER, GAS, HEPMASS,
 MINIBOONE, BSDS300) under `--data-dir`; they are not on this machine.

@@ -5,7 +5,6 @@ import tensorflow as tf
 
 from tfp_flows import bijectors, testing
 
-
 # XLA compilation of these cases costs 15-45 s each on two CPU cores; the same building
 # blocks are compiled under XLA by default-run tests elsewhere (real_nvp and the kernel,
 # funnel and LGF cases here; the README's Glow and FFJORD quickstarts with
