@@ -9,7 +9,10 @@ functions; TFP's FFJORD does not compile with `jit_compile=True`, so its step is
 with adjoint gradients (the default) and, for reference, backprop through the
 solver. The contenders' steps are compiled first and then timed in interleaved
 rounds (one step of each per round), so load from other processes hits all of
-them alike; the table reports medians. Test NLL is evaluated for both with the
+them alike; the table reports medians. Timing runs twice: at the initial
+weights, and at the weights after `--pretrain` training steps (our
+Hutchinson step, copied into every contender), where the dynamics and hence
+the number of solver steps have grown as they do during training. Test NLL is evaluated for both with the
 exact trace (our `FFJORD(trace='exact')` wrapped around each trained net).
 
     python benchmarks/ffjord_speed.py --out docs --budget 60
@@ -37,12 +40,27 @@ from tfp_flows import bijectors, datasets, nets, testing  # noqa: E402
 tfb, tfd = tfp.bijectors, tfp.distributions
 
 
-def make_net(seed):
+def make_net(seed, weights=None):
     """Same initial weights for every contender: glorot init from a fixed seed, perturbed
-    output layer (a zero output would make the first solves trivially cheap)."""
+    output layer (a zero output would make the first solves trivially cheap); or `weights`."""
     keras.utils.set_random_seed(seed)
     net = nets.ODENet(2, (64, 64), "tanh")
-    return testing.perturb_weights(net, scale=0.1, seed=seed)
+    net = testing.perturb_weights(net, scale=0.1, seed=seed)
+    if weights is not None:
+        net.set_weights(weights)
+    return net
+
+
+def pretrained_weights(args, x_all):
+    """The net's weights after `args.pretrain` of our Hutchinson training steps."""
+    net = make_net(args.seed)
+    step = train_step_fn(ours(net, "hutchinson"), net, keras.optimizers.Adam(3e-3), True,
+                         pass_seed=True)
+    rng = np.random.default_rng(args.seed + 1)
+    for i in range(args.pretrain):
+        idx = rng.choice(len(x_all), 512, replace=False)
+        step(tf.constant(x_all[idx]), tf.constant([args.seed, i])).numpy()
+    return net.get_weights()
 
 
 def base():
@@ -87,7 +105,7 @@ CONTENDERS = (
 )
 
 
-def timing(args, x_all):
+def timing(args, x_all, weights=None, label="initial"):
     rows = []
     rng = np.random.default_rng(args.seed)
     batch = tf.constant(x_all[rng.choice(len(x_all), 512, replace=False)])
@@ -95,14 +113,14 @@ def timing(args, x_all):
     for trace in ("exact", "hutchinson"):
         steps, group = [], []
         for impl, jit, gradient, _ in CONTENDERS:
-            net = make_net(args.seed)
+            net = make_net(args.seed, weights)
             dist = (ours(net, trace, gradient=gradient) if impl == "tfp_flows"
                     else theirs(net, trace))
             step = train_step_fn(dist, net, keras.optimizers.Adam(0.0), jit,
                                  pass_seed=impl == "tfp_flows")
             start = time.perf_counter()
             step(batch, seed).numpy()
-            row = {"implementation": impl, "trace": trace, "jit_compile": jit,
+            row = {"weights": label, "implementation": impl, "trace": trace, "jit_compile": jit,
                    "gradient": gradient, "first call (s)": time.perf_counter() - start}
             if impl == "tfp_flows":
                 row["NFE (density solve)"] = int(dist.bijector.solve(batch, "inverse",
@@ -155,9 +173,9 @@ def race(args, split):
 
 
 def plot(rows, path):
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(9, 3.6))
     labels = [f"{r['implementation']}\n{r['trace']}{' +jit' if r['jit_compile'] else ''}"
-              f"\n{r['gradient']}" for r in rows]
+              f"\n{r['gradient']}\n{r['weights']}" for r in rows]
     ax.bar(range(len(rows)), [r["s / step"] for r in rows],
            color=["tab:gray" if r["implementation"] == "tfb.FFJORD" else "tab:blue"
                   for r in rows])
@@ -173,23 +191,30 @@ def main():
     p = common.base_parser(__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=60.0, help="training seconds per contender")
     p.add_argument("--repeats", type=int, default=15, help="interleaved timing rounds")
+    p.add_argument("--pretrain", type=int, default=300,
+                   help="training steps before the second timing (0: skip it)")
     args = p.parse_args()
     split = datasets.load("moons", num_samples=20000, seed=args.seed)
     command = "python benchmarks/ffjord_speed.py " + " ".join(sys.argv[1:])
     rows = timing(args, split.train)
+    if args.pretrain:
+        rows += timing(args, split.train, pretrained_weights(args, split.train),
+                       f"after {args.pretrain} steps")
     os.makedirs(os.path.join(args.out, "img"), exist_ok=True)
     plot(rows, os.path.join(args.out, "img", "ffjord_speed.png"))
     common.write_results(
         os.path.join(args.out, "results", "ffjord_speed.md"),
         "FFJORD seconds per training step vs tfb.FFJORD", command, rows,
-        ["implementation", "trace", "jit_compile", "gradient", "first call (s)", "s / step",
+        ["weights", "implementation", "trace", "jit_compile", "gradient", "first call (s)",
+         "s / step",
          "speed-up vs tfb.FFJORD", "NFE (density solve)"],
         notes=f"Median of {args.repeats} interleaved rounds (2 for jit + backprop) after one "
               "warm-up call; Adam "
               "with lr 0 so the weights (and hence the NFE) stay fixed while timing. "
               "'first call' includes tracing and XLA compilation. NFE: our solver's count "
               "on the same batch (the forward solve of the step; the adjoint adds a "
-              "backward solve).")
+              "backward solve). 'after N steps': every contender starts from the weights "
+              "our Hutchinson step reached after N steps (Adam 3e-3, batch 512).")
     race_rows = race(args, split)
     common.write_results(
         os.path.join(args.out, "results", "ffjord_race.md"),
