@@ -179,7 +179,8 @@ def _dopri5(fn, y0, t0, t1, options, first_step=None, error_size=None):
         t_next = tf.where(accept, tf.where(last, t1, t + dt), t)
         y_next = tuple(tf.where(accept, a, b) for a, b in zip(y_new, y, strict=True))
         k_next = tuple(tf.where(accept, a, b) for a, b in zip(k7, k1, strict=True))
-        return t_next, h * factor, y_next, k_next, nfe + 6, steps + 1
+        # The step actually taken times the factor (the last step may have been cut short).
+        return t_next, tf.abs(dt) * factor, y_next, k_next, nfe + 6, steps + 1
 
     t, h, y1, _, nfe, steps = tf.while_loop(
         cond, body, (t0, h, y0, f0, nfe, tf.constant(0)),
