@@ -13,6 +13,23 @@ the number of solver steps. The price: one more solve, and gradients of the
 continuous problem (equal to backprop's gradients of the discrete solve only up
 to the solver's error in both directions).
 
+Two things keep the backward `dopri5` solve short (both on by default):
+
+* seminorm (`seminorm=True`, Kidger et al., 2021): the step-size control
+  looks at `(y, a)` only. `a_c` and `a_theta` are integrals along the
+  trajectory that never feed back into it; controlling their error as well
+  only forces smaller steps;
+* warm start (`reuse_step=True`): the backward solve starts from the step size
+  the forward solve proposed at its end, where the backward solve begins,
+  instead of Hairer's rule, which costs an extra evaluation of the augmented
+  system and starts small. A first step that is too large is rejected and
+  shrunk by the usual error control.
+
+On the speed benchmark's two moons net (batch 512, 64x64 tanh, DOPRI5 1e-5,
+`benchmarks/ffjord_speed.py`) the two cut the backward solve from 20 to 7
+evaluations of the augmented system at initialisation; after 300 training
+steps it takes 49, about as many as the forward solve (50).
+
 #### References
 
 [1]: Ricky T. Q. Chen, Yulia Rubanova, Jesse Bettencourt, David Duvenaud.
