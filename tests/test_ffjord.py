@@ -149,6 +149,34 @@ def test_adjoint_seminorm_and_warm_start_cut_the_backward_solve(monkeypatch):
         np.testing.assert_allclose(fast, plain, rtol=1e-3, atol=1e-6)
 
 
+def test_adjoint_passive_integrals():
+    """With `num_active`, passive integrals are left out of the backward solve; the
+    gradients (also through the passive outputs and initial values) are unchanged."""
+    options = ode.SolverOptions.make("dopri5", rtol=1e-9, atol=1e-9)
+    w = tf.Variable([[-0.4, 0.9], [-0.7, 0.1]], dtype=tf.float64)
+    t0, t1 = tf.constant(0.0, tf.float64), tf.constant(1.0, tf.float64)
+
+    def fn(t, y, inputs):  # z' = tanh(z W + c); q' = |z|^2 (never read)
+        dz = tf.tanh(tf.matmul(y[0], w) + inputs[0])
+        return dz, tf.reduce_sum(tf.square(y[0]), -1)
+
+    z0, q0, c = _x((3, 2)), _x((3,), seed=1), _x((3, 2), seed=2)
+    grads = {}
+    for num_active in (None, 1):
+        with tf.GradientTape() as tape:
+            tape.watch([z0, q0, c])
+            (z1, q1), _ = adjoint.odeint_adjoint(fn, (z0, q0), (c,), t0, t1, options,
+                                                 num_active=num_active)
+            loss = tf.reduce_sum(z1**2) + tf.reduce_sum(tf.sin(q1))
+        grads[num_active] = tape.gradient(loss, [z0, q0, c, w])
+    for full, active in zip(grads[None], grads[1], strict=True):
+        np.testing.assert_allclose(active, full, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(grads[1][1], np.cos(q1.numpy()), rtol=1e-9)
+    for bad, error in ((0, ValueError), (3, ValueError), (1.5, TypeError)):
+        with pytest.raises(error, match="num_active"):
+            adjoint.odeint_adjoint(fn, (z0, q0), (c,), t0, t1, options, num_active=bad)
+
+
 def test_exact_trace_matches_autodiff_slogdet():
     b = bijectors.FFJORD(_ode_net(), rtol=1e-10, atol=1e-10)
     x = _x((6, 2))

@@ -18,7 +18,10 @@ Two things keep the backward `dopri5` solve short (both on by default):
 * seminorm (`seminorm=True`, Kidger et al., 2021): the step-size control
   looks at `(y, a)` only. `a_c` and `a_theta` are integrals along the
   trajectory that never feed back into it; controlling their error as well
-  only forces smaller steps;
+  only forces smaller steps. Likewise passive parts of `y` (`num_active`,
+  e.g. FFJORD's log-determinant, whose error drove the backward step size
+  before) are not carried backwards at all: the gradient needs the
+  trajectory of the active state, not the integral re-integrated;
 * warm start (`reuse_step=True`): the backward solve starts from the step size
   the forward solve proposed at its end, where the backward solve begins,
   instead of Hairer's rule, which costs an extra evaluation of the augmented
@@ -41,10 +44,11 @@ steps it takes 49, about as many as the forward solve (50).
 import tensorflow as tf
 
 from tfp_flows.bijectors import ode
+from tfp_flows.internal import validation
 
 
-def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, seminorm=True,
-                   reuse_step=True):
+def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, num_active=None,
+                   seminorm=True, reuse_step=True):
     """`ode.odeint` whose gradient comes from the backward adjoint solve.
 
     Args:
@@ -55,6 +59,11 @@ def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, seminor
       y0: tuple of tensors, the state at `t0`.
       inputs: tuple of float tensors (may be empty).
       t0, t1, options, validate_args: as in `ode.odeint`.
+      num_active: the number of leading tensors of `y` that `fn` reads (default:
+        all). The others are *passive* integrals along the trajectory (such as
+        FFJORD's log-determinant): `fn`'s output must not depend on their
+        values. Their adjoints are constant, so the backward solve neither
+        carries nor error-controls them.
       seminorm: control the backward solve's error on `(y, a)` only.
       reuse_step: start the backward solve from the forward solve's last
         proposed step size.
@@ -64,6 +73,11 @@ def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, seminor
     """
     y0, inputs = tuple(y0), tuple(inputs)
     num_y = len(y0)
+    num_active = validation.positive_int(num_y if num_active is None else num_active,
+                                         "num_active")
+    if num_active > num_y:
+        raise ValueError(f"`num_active` must be at most the number of state tensors "
+                         f"({num_y}); got {num_active}.")
 
     @tf.custom_gradient
     def solve(*flat):
@@ -76,32 +90,36 @@ def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, seminor
             variables = list(variables or [])
             grad_y = tuple(tf.zeros_like(y) if g is None else g
                            for g, y in zip(grad_ys[:num_y], y_end, strict=True))
-            num_vars = len(variables)
+            # Passive integrals: fn never reads them, so their adjoints stay constant and
+            # the backward solve need not carry them (or control their error).
+            passive_y, passive_a = y_end[num_active:], grad_y[num_active:]
 
             def augmented(t, state):
-                y = state[:num_y]
-                a = state[num_y:2 * num_y]
+                y = state[:num_active]
+                a = state[num_active:2 * num_active]
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
                     tape.watch(y)
                     tape.watch(extra)
                     tape.watch(variables)
-                    dy = fn(t, y, extra)
-                vjps = tape.gradient(dy, [*y, *extra, *variables], output_gradients=list(a),
+                    dy = fn(t, (*y, *passive_y), extra)
+                vjps = tape.gradient(dy, [*y, *extra, *variables],
+                                     output_gradients=[*a, *passive_a],
                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
                 # Dense: IndexedSlices (e.g. from gathers) cannot be loop variables.
                 vjps = [tf.convert_to_tensor(v) for v in vjps]
-                return (*dy, *(-v for v in vjps))
+                return (*dy[:num_active], *(-v for v in vjps))
 
-            start = (*y_end, *grad_y, *(tf.zeros_like(c) for c in extra),
-                     *(tf.zeros_like(v) for v in variables))
+            start = (*y_end[:num_active], *grad_y[:num_active],
+                     *(tf.zeros_like(c) for c in extra), *(tf.zeros_like(v) for v in variables))
             end, stats_back, _ = ode.solve(
                 augmented, start, t1, t0, options,
                 first_step=last_step if reuse_step else None,
-                error_size=2 * num_y if seminorm else None)
+                error_size=2 * num_active if seminorm else None)
             end = ode.check_success(end, stats_back, validate_args)
-            grad_inputs = end[num_y:2 * num_y + len(extra)]
-            grad_vars = list(end[2 * num_y + len(extra):]) if num_vars else []
-            return list(grad_inputs), grad_vars
+            grad_start = (*end[num_active:2 * num_active], *passive_a)
+            grad_extra = end[2 * num_active:2 * num_active + len(extra)]
+            grad_vars = list(end[2 * num_active + len(extra):])
+            return [*grad_start, *grad_extra], grad_vars
 
         return (*y_end, stats.nfe, stats.num_steps, stats.success), grad
 
