@@ -1,7 +1,5 @@
 """FFJORD: analytic linear ODE, exact trace vs autodiff, Hutchinson, adjoint, RNODE, Keras."""
 
-import functools
-
 import keras
 import numpy as np
 import pytest
@@ -14,8 +12,6 @@ from tfp_flows.bijectors import adjoint, ode
 from tfp_flows.keras import RNODE, FlowModel, ReverseKL
 
 tfd = tfp.distributions
-
-_ODEINT_ADJOINT = adjoint.odeint_adjoint
 
 A = np.array([[-0.3, 0.8, 0.1], [-0.5, 0.2, 0.4], [0.1, -0.2, -0.6]])
 
@@ -135,9 +131,8 @@ def test_adjoint_seminorm_and_warm_start_cut_the_backward_solve(monkeypatch):
     x = _x((64, 2))
     grads = {}
     for fast in (True, False):
-        monkeypatch.setattr(adjoint, "odeint_adjoint", functools.partial(
-            _ODEINT_ADJOINT, seminorm=fast, reuse_step=fast))
-        b = bijectors.FFJORD(net, rtol=1e-6, atol=1e-6)
+        b = bijectors.FFJORD(net, rtol=1e-6, atol=1e-6,
+                             adjoint_options={"seminorm": fast, "reuse_step": fast})
         with tf.GradientTape() as tape:
             sol = b.solve(x, "inverse")
             loss = -tf.reduce_mean(sol.log_det - 0.5 * tf.reduce_sum(sol.state**2, -1))
@@ -389,6 +384,9 @@ def test_fit_under_mirrored_strategy_with_adjoint():
     (dict(num_probes=0), ValueError, "`num_probes` must be a positive integer"),
     (dict(t0=1.0, t1=1.0), ValueError, "`t1` must be greater than `t0`; got t0=1.0, t1=1.0"),
     (dict(t1="1"), TypeError, "`t1` must be a Python number"),
+    (dict(adjoint_options={"norm": "seminorm"}), ValueError, "`adjoint_options` keys must"),
+    (dict(adjoint_options={"seminorm": 1}), TypeError, "must be a bool; got 1"),
+    (dict(adjoint_options=True), TypeError, "`adjoint_options` must be a dict"),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

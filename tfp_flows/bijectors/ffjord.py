@@ -37,6 +37,25 @@ Attributes:
 """
 
 
+ADJOINT_OPTIONS = ("seminorm", "reuse_step")
+
+
+def _check_adjoint_options(options):
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"`adjoint_options` must be a dict with keys among "
+                        f"{list(ADJOINT_OPTIONS)}; got {options!r}.")
+    unknown = sorted(set(options) - set(ADJOINT_OPTIONS))
+    if unknown:
+        raise ValueError(f"`adjoint_options` keys must be among {list(ADJOINT_OPTIONS)}; "
+                         f"got {unknown}.")
+    for key, value in options.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"`adjoint_options[{key!r}]` must be a bool; got {value!r}.")
+    return dict(options)
+
+
 class FFJORD(KerasBijector):
     """Free-form continuous-time flow (Grathwohl et al., 2019).
 
@@ -91,6 +110,10 @@ class FFJORD(KerasBijector):
       trace: 'exact' or 'hutchinson'.
       num_probes: Hutchinson probes per solve; probe: 'rademacher' or 'gaussian'.
       gradient: 'adjoint' or 'backprop'.
+      adjoint_options: dict of `tfp_flows.bijectors.adjoint.odeint_adjoint`
+        switches for the backward solve, `{'seminorm': bool, 'reuse_step': bool}`
+        (default both True: fewer evaluations; set them False for the plain
+        adjoint of Chen et al., e.g. to check gradients).
       validate_args: check inputs are finite and that adaptive solves finish.
       name: bijector name (unique within a chain).
 
@@ -117,8 +140,8 @@ class FFJORD(KerasBijector):
 
     def __init__(self, vector_field, event_size=None, t0=0.0, t1=1.0, solver="dopri5",
                  rtol=1e-5, atol=1e-5, num_steps=8, max_num_steps=1000, trace="exact",
-                 num_probes=1, probe="rademacher", gradient="adjoint", validate_args=False,
-                 name="ffjord"):
+                 num_probes=1, probe="rademacher", gradient="adjoint", adjoint_options=None,
+                 validate_args=False, name="ffjord"):
         parameters = dict(locals())
         if not isinstance(vector_field, keras.layers.Layer):
             raise TypeError("`vector_field` must be a Keras 3 layer; "
@@ -140,6 +163,7 @@ class FFJORD(KerasBijector):
         self._num_probes = validation.positive_int(num_probes, "num_probes")
         self._probe = trace_lib.check_probe(probe)
         self._gradient = validation.one_of(gradient, "gradient", GRADIENTS)
+        self._adjoint_options = _check_adjoint_options(adjoint_options)
         dtype = validation.float_dtype(vector_field.dtype, "vector_field.dtype")
         if not vector_field.built:
             raise ValueError(f"`vector_field` {vector_field.name!r} must be built "
@@ -210,7 +234,8 @@ class FFJORD(KerasBijector):
             # Only z feeds back into the dynamics; the log-det (and RNODE) integrals are
             # passive, so the backward solve tracks z and its adjoint alone.
             y1, stats = adjoint.odeint_adjoint(fn, y0, inputs, start, end, self._options,
-                                               self.validate_args, num_active=1)
+                                               self.validate_args, num_active=1,
+                                               **self._adjoint_options)
         else:
             y1, stats = ode.odeint(lambda t, y: fn(t, y, inputs), y0, start, end,
                                    self._options, self.validate_args)
