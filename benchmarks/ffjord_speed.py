@@ -12,8 +12,9 @@ rounds (one step of each per round), so load from other processes hits all of
 them alike; the table reports medians. Timing runs twice: at the initial
 weights, and at the weights after `--pretrain` training steps (our
 Hutchinson step, copied into every contender), where the dynamics and hence
-the number of solver steps have grown as they do during training. Test NLL is evaluated for both with the
-exact trace (our `FFJORD(trace='exact')` wrapped around each trained net).
+the number of solver steps have grown as they do during training. Test NLL is
+evaluated for both with the exact trace (our `FFJORD(trace='exact')` wrapped
+around each trained net).
 
     python benchmarks/ffjord_speed.py --out docs --budget 60
 """
