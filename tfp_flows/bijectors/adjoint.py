@@ -13,15 +13,16 @@ the number of solver steps. The price: one more solve, and gradients of the
 continuous problem (equal to backprop's gradients of the discrete solve only up
 to the solver's error in both directions).
 
-Two things keep the backward `dopri5` solve short (both on by default):
+Three things keep the backward `dopri5` solve short:
 
+* passive integrals (`num_active`): parts of `y` that `fn` never reads (e.g.
+  FFJORD's log-determinant, whose error drove the backward step size before)
+  have constant adjoints, so the backward solve neither carries nor
+  error-controls them; it needs the trajectory of the active state only;
 * seminorm (`seminorm=True`, Kidger et al., 2021): the step-size control
   looks at `(y, a)` only. `a_c` and `a_theta` are integrals along the
   trajectory that never feed back into it; controlling their error as well
-  only forces smaller steps. Likewise passive parts of `y` (`num_active`,
-  e.g. FFJORD's log-determinant, whose error drove the backward step size
-  before) are not carried backwards at all: the gradient needs the
-  trajectory of the active state, not the integral re-integrated;
+  only forces smaller steps;
 * warm start (`reuse_step=True`): the backward solve starts from the step size
   the forward solve proposed at its end, where the backward solve begins,
   instead of Hairer's rule, which costs an extra evaluation of the augmented
@@ -29,7 +30,7 @@ Two things keep the backward `dopri5` solve short (both on by default):
   shrunk by the usual error control.
 
 On the speed benchmark's two moons net (batch 512, 64x64 tanh, DOPRI5 1e-5,
-`benchmarks/ffjord_speed.py`) the two cut the backward solve from 20 to 7
+`benchmarks/ffjord_speed.py`) the three cut the backward solve from 20 to 7
 evaluations of the augmented system at initialisation, and after 300 training
 steps from 61 to 37 (the forward solve: 50).
 
