@@ -203,6 +203,37 @@ def test_ode_net_jvp_matches_autodiff(activation):
                                rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("hidden,activation", [
+    ((), "tanh"), ((5,), "softplus"), ((6, 5, 4), "tanh"),
+    *(((7, 5), a) for a in ("tanh", "softplus", "elu", "silu", "gelu", "sigmoid"))])
+def test_ode_net_exact_trace_matches_autodiff(hidden, activation):
+    """The closed-form trace (up to two hidden layers; deeper nets use `jvp`) against
+    the trace of the autodiff Jacobian, with a conditional input and a rank-2 batch;
+    its gradients (which training differentiates) against the forward-mode trace's."""
+    net = testing.perturb_weights(nets.ODENet(3, hidden, activation, conditional_size=2,
+                                              dtype="float64"), scale=0.5, seed=4)
+    z, c = _x((2, 4, 3)), _x((2, 4, 2), seed=1)
+    t = tf.constant(0.3, tf.float64)
+    eye = tf.constant(np.broadcast_to(np.eye(3)[:, None, None], (3, 2, 4, 3)))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(z)
+        out = net(t, z, conditional_input=c)
+        rows = [out[..., i] for i in range(3)]
+        f, trace = net.exact_trace(t, z, conditional_input=c)
+        _, jv = net.jvp(t, z, eye, conditional_input=c)
+        forward_mode = tf.reduce_sum(jv * eye, axis=[0, -1])
+    jac = np.stack([tape.gradient(r, z).numpy() for r in rows], axis=-2)  # [2, 4, 3, 3]
+    np.testing.assert_allclose(f, out, rtol=1e-12)
+    np.testing.assert_allclose(trace, np.trace(jac, axis1=-2, axis2=-1), rtol=1e-10,
+                               atol=1e-12)
+    sources = [z, *(v.value for v in net.trainable_variables)]
+    zero = tf.UnconnectedGradients.ZERO
+    for a, b in zip(tape.gradient(trace, sources, unconnected_gradients=zero),
+                    tape.gradient(forward_mode, sources, unconnected_gradients=zero),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 class _ReverseModeOnly(keras.layers.Layer):
     """An ODENet without `jvp`: FFJORD must fall back to vector-Jacobian products."""
 
@@ -215,20 +246,58 @@ class _ReverseModeOnly(keras.layers.Layer):
         return self.net(t, z, conditional_input=conditional_input)
 
 
+@pytest.mark.parametrize("regularize", [True, False])
 @pytest.mark.parametrize("trace", ["exact", "hutchinson"])
-def test_forward_and_reverse_mode_trace_agree(trace):
+def test_forward_and_reverse_mode_trace_agree(trace, regularize):
+    """ODENet's fast paths (forward mode; the closed-form exact trace when nothing
+    needs the products themselves) against vector-Jacobian products."""
     net = _ode_net(conditional_size=1)
     x, c = _x((5, 2)), _x((5, 1), seed=1)
     kwargs = dict(trace=trace, solver="rk4", num_steps=4)
     fast = bijectors.FFJORD(net, **kwargs).solve(x, conditional_input=c, seed=(1, 2),
-                                                 regularize=True)
+                                                 regularize=regularize)
     slow = bijectors.FFJORD(_ReverseModeOnly(net), **kwargs).solve(
-        x, conditional_input=c, seed=(1, 2), regularize=True)
+        x, conditional_input=c, seed=(1, 2), regularize=regularize)
     # Same probes, so the same trace estimate v^T J v. The Frobenius estimates differ
     # with Hutchinson probes (||J v||^2 vs ||v^T J||^2: both unbiased, not equal).
-    compared = 4 if trace == "exact" else 3
+    compared = 4 if trace == "exact" and regularize else 3 if regularize else 2
     for a, b in zip(fast[:compared], slow[:compared], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_log_det_error_control():
+    """z's error is always controlled, the log-det's with the exact trace (or when
+    asked); a Hutchinson log-det and the RNODE integrals are integrated along the same
+    steps without forcing smaller ones. The Hutchinson estimate's own noise is far
+    above the solver error that this leaves in it."""
+    net = testing.perturb_weights(nets.ODENet(2, (16, 16), dtype="float64"), scale=2.0,
+                                  seed=0)  # stiff enough that the log-det limits the steps
+    x = _x((32, 2))
+
+    def solve(trace, control=None, regularize=False, tol=1e-6):
+        b = bijectors.FFJORD(net, trace=trace, rtol=tol, atol=tol, control_log_det=control,
+                             max_num_steps=5000)
+        @tf.function  # eager while loops cost seconds at these step counts
+        def run():
+            return b.solve(x, "inverse", seed=(1, 2), regularize=regularize)
+
+        return run()
+
+    reference = solve("exact", tol=1e-8)
+    exact, exact_free = solve("exact"), solve("exact", control=False)
+    hutchinson, hutchinson_controlled = solve("hutchinson"), solve("hutchinson", control=True)
+    # Without the log-det in the norm the steps follow z alone, whatever the trace.
+    assert int(hutchinson.nfe) == int(exact_free.nfe) < int(hutchinson_controlled.nfe)
+    assert int(exact_free.nfe) < int(exact.nfe)
+    np.testing.assert_array_equal(hutchinson.state, exact_free.state)
+    np.testing.assert_allclose(exact.state, reference.state, atol=1e-5)
+    np.testing.assert_allclose(exact_free.state, reference.state, atol=1e-3)
+    exact_error = np.max(np.abs(exact.log_det - reference.log_det))
+    free_error = np.max(np.abs(exact_free.log_det - reference.log_det))
+    noise = np.std(hutchinson.log_det - reference.log_det)
+    assert exact_error < 1e-4 and exact_error < free_error < 0.01 * noise
+    # The RNODE penalties never force smaller steps either.
+    assert int(solve("hutchinson", regularize=True).nfe) == int(hutchinson.nfe)
 
 
 @pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
@@ -387,6 +456,7 @@ def test_fit_under_mirrored_strategy_with_adjoint():
     (dict(adjoint_options={"norm": "seminorm"}), ValueError, "`adjoint_options` keys must"),
     (dict(adjoint_options={"seminorm": 1}), TypeError, "must be a bool; got 1"),
     (dict(adjoint_options=True), TypeError, "`adjoint_options` must be a dict"),
+    (dict(control_log_det="yes"), TypeError, "`control_log_det` must be None .* got 'yes'"),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -49,7 +49,7 @@ from tfp_flows.internal import validation
 
 
 def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, num_active=None,
-                   seminorm=True, reuse_step=True):
+                   seminorm=True, reuse_step=True, error_size=None):
     """`ode.odeint` whose gradient comes from the backward adjoint solve.
 
     Args:
@@ -68,6 +68,7 @@ def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, num_act
       seminorm: control the backward solve's error on `(y, a)` only.
       reuse_step: start the backward solve from the forward solve's last
         proposed step size.
+      error_size: as in `ode.odeint`, for the forward solve.
 
     Returns:
       `(y1, stats)` as `ode.odeint`; the stats of the forward solve.
@@ -84,7 +85,7 @@ def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, num_act
     def solve(*flat):
         y_start, extra = flat[:num_y], flat[num_y:]
         y_end, stats, last_step = ode.solve(lambda t, y: fn(t, y, extra), y_start, t0, t1,
-                                            options)
+                                            options, error_size=error_size)
         y_end = tuple(tf.identity(y) for y in ode.check_success(y_end, stats, validate_args))
 
         def grad(*grad_ys, variables=None):

@@ -202,7 +202,7 @@ def solve(fn, y0, t0, t1, options, first_step=None, error_size=None):
     return y1, stats, tf.abs(t1 - t0) / options.num_steps
 
 
-def odeint(fn, y0, t0, t1, options, validate_args=False):
+def odeint(fn, y0, t0, t1, options, validate_args=False, error_size=None):
     """Integrates `dy/dt = fn(t, y)` from `t0` to `t1`.
 
     Args:
@@ -213,11 +213,13 @@ def odeint(fn, y0, t0, t1, options, validate_args=False):
       options: `SolverOptions`.
       validate_args: if True, fail (`InvalidArgumentError`) when an adaptive
         solve runs out of `max_num_steps` before reaching `t1`.
+      error_size: `dopri5` controls the error of the first `error_size`
+        tensors of `y` only (default: all); the others are integrated along.
 
     Returns:
       `(y1, SolveStats(nfe, num_steps, success))`, `y1` a tuple like `y0`.
     """
-    y1, stats, _ = solve(fn, y0, t0, t1, options)
+    y1, stats, _ = solve(fn, y0, t0, t1, options, error_size=error_size)
     return check_success(y1, stats, validate_args), stats
 
 

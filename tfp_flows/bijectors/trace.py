@@ -71,7 +71,7 @@ def make_probes(z, trace, num_probes=1, probe="rademacher", seed=None):
     return probes, 1.0 / num_probes
 
 
-def augmented_dynamics(vector_field, probes, weight, regularize=False):
+def augmented_dynamics(vector_field, probes, weight, regularize=False, exact=False):
     """The right-hand side of the augmented ODE of a continuous-time flow.
 
     Returns `fn(t, state, inputs)` with `state = (z, log_det[, kinetic, frobenius])`
@@ -86,10 +86,16 @@ def augmented_dynamics(vector_field, probes, weight, regularize=False):
 
     num_probes = int(probes.shape[0])
     forward_mode = callable(getattr(vector_field, "jvp", None))
+    # The Frobenius norm needs the products themselves; the trace alone may have a
+    # cheaper exact form (ODENet: independent of D for up to two hidden layers).
+    closed_form = (exact and not regularize
+                   and callable(getattr(vector_field, "exact_trace", None)))
 
     def fn(t, state, inputs):
         z = state[0]
         conditional_input = inputs[0] if inputs else None
+        if closed_form:
+            return vector_field.exact_trace(t, z, conditional_input=conditional_input)
         if forward_mode:
             # Jacobian-vector products: one forward pass with K tangents.
             dz, jv = vector_field.jvp(t, z, probes, conditional_input=conditional_input)
