@@ -121,8 +121,8 @@ class FFJORD(KerasBijector):
         exact up to solver error), with Hutchinson no (an estimate whose
         sampling noise is orders of magnitude above any tolerance; the log-det
         is integrated along `z`'s steps). The RNODE integrals are never
-        controlled. Gradients do not depend on it: the adjoint never reads the
-        forward solve's log-det.
+        controlled. The adjoint gradient never reads the forward solve's
+        log-det (only its end state `z`).
       validate_args: check inputs are finite and that adaptive solves finish.
       name: bijector name (unique within a chain).
 
