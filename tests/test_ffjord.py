@@ -388,6 +388,16 @@ def test_rnode_objective_penalty_only_in_training():
     assert RNODE.from_config(objective.get_config()).jacobian_weight == 0.25
 
 
+def test_flow_builder_passes_solver_options():
+    flow = flows.ffjord(2, num_blocks=2, trace="hutchinson", control_log_det=True,
+                        adjoint_options={"seminorm": False})
+    for block in flows.ffjord_blocks(flow):
+        assert block.parameters["control_log_det"] is True
+        assert block.parameters["adjoint_options"] == {"seminorm": False}
+    with pytest.raises(TypeError, match="`control_log_det` must be None"):
+        flows.ffjord(2, control_log_det=1)
+
+
 def test_sample_and_log_prob_is_one_solve():
     flow = flows.ffjord(2, hidden_units=(8,), solver="rk4", num_steps=4)
     (block,) = flows.ffjord_blocks(flow)

@@ -14,7 +14,8 @@ from tfp_flows.nets.ode_net import ODENet
 def ffjord(event_size, num_blocks=1, hidden_units=(64, 64), activation="tanh",
            conditional_size=0, actnorm=False, solver="dopri5", rtol=1e-5, atol=1e-5,
            num_steps=8, max_num_steps=1000, trace="exact", num_probes=1, probe="rademacher",
-           gradient="adjoint", t1=1.0, dtype="float32", base=None):
+           gradient="adjoint", adjoint_options=None, control_log_det=None, t1=1.0,
+           dtype="float32", base=None):
     """FFJORD (Grathwohl et al., 2019) on `R^event_size` with a standard normal base.
 
     In the density direction the data pass, per block, an `ActNorm` (if
@@ -52,7 +53,8 @@ def ffjord(event_size, num_blocks=1, hidden_units=(64, 64), activation="tanh",
         bijectors.append(FFJORD(
             net, t1=t1, solver=solver, rtol=rtol, atol=atol, num_steps=num_steps,
             max_num_steps=max_num_steps, trace=trace, num_probes=num_probes, probe=probe,
-            gradient=gradient, name=f"ffjord_{i}"))
+            gradient=gradient, adjoint_options=adjoint_options,
+            control_log_det=control_log_det, name=f"ffjord_{i}"))
     return transformed(bijectors, event_size, dtype, base)
 
 
