@@ -20,7 +20,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfp_flows as tff  # noqa: E402
-from tfp_flows.evaluation import markdown_table, mean_log_prob, takes_num_samples  # noqa: E402
+from tfp_flows.evaluation import markdown_table, mean_log_prob  # noqa: E402
+from tfp_flows.internal import contract  # noqa: E402
 
 # (label, family, registered flow, flow kwargs, objective)
 MODELS = [
@@ -109,7 +110,7 @@ def main(argv=None):
 
 
 def _log_prob_fn(model, num_samples):
-    if takes_num_samples(model.distribution):
+    if contract.log_prob_kind(model.distribution) == contract.IMPORTANCE_SAMPLED:
         return lambda p: model.log_prob(p.astype("float32"), num_samples=num_samples,
                                         seed=(0, 0)).numpy()
     return lambda p: model.log_prob(p.astype("float32")).numpy()

@@ -103,7 +103,7 @@ def main(argv=None):
     results = []
     for b in args.augments:
         runs = [train_once(x_train, x_test, b, args, args.seed + r) for r in range(args.runs)]
-        best, kind = max(runs)  # kind: 'exact' at B = 0 (Augmented.log_prob_is_exact)
+        best, kind = max(runs)  # kind: 'exact' at B = 0 (Augmented.log_prob_kind)
         print(f"| {b} | {best:.3f} | {kind} | {THESIS[args.dim][b]} | {bound:.2f} |", flush=True)
         results.append(f"B{b}_loglik={best:.4f}")
     print(f"({args.epochs} epochs, {args.runs} run(s) per B; thesis: 1024 epochs, best of 10)")

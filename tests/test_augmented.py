@@ -127,8 +127,9 @@ def test_num_augment_zero_is_the_flow_exactly():
     np.testing.assert_array_equal(dist.elbo(x, seed=(0, 0)).numpy(), ref)
     np.testing.assert_array_equal(dist.importance_weighted_bound(x, 4, seed=(0, 0)).numpy(), ref)
     # Evaluation helpers call it exact, and an augmented one importance-sampled.
-    assert dist.log_prob_is_exact and not Augmented(flows.real_nvp(
-        event_size=D + 1, num_layers=1, hidden_units=(4,)), D, 1).log_prob_is_exact
+    assert dist.log_prob_kind == "exact" and Augmented(flows.real_nvp(
+        event_size=D + 1, num_layers=1, hidden_units=(4,)), D, 1).log_prob_kind == (
+            "importance-sampled")
     mean, kind = evaluation.mean_log_prob(FlowModel(dist), x.numpy(), num_samples=3)
     assert kind == "exact"
     np.testing.assert_allclose(mean, ref.mean(), rtol=1e-6)

@@ -45,7 +45,7 @@ class Scale(bijectors.KerasBijector):
 
         super().__init__(parameters, make_layers, event_size, dtype,
                          validate_args=validate_args, name=name,
-                         conditional=bool(self._conditional_size))
+                         conditional_size=self._conditional_size)
 
     def _shift(self, conditional_input):
         if not self._conditional_size:

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_flows import cli, evaluation, plotting
+from tfp_flows import cli, plotting
 from tfp_flows.distributions import FlowDistribution
 from tfp_flows.flows import real_nvp, register_flow
-from tfp_flows.internal import keras_owned
+from tfp_flows.internal import contract, keras_owned
 
 TINY = ["--flow-arg", "hidden_units=8,8", "--flow-arg", "num_layers=2"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,8 +134,11 @@ class _BoundedFlow(FlowDistribution):
     def __init__(self, event_size):
         parameters = dict(locals())
         self.inner = real_nvp(event_size, num_layers=2, hidden_units=(8,))
-        super().__init__(event_size, parameters=parameters, name="BoundedFlow")
+        super().__init__(event_size, parameters=parameters, name="BoundedFlow",
+                         takes_seed=True)
         self._own_keras_layers(*keras_owned.find_keras_layers(self.inner))
+
+    log_prob_kind = contract.IMPORTANCE_SAMPLED
 
     def elbo(self, x, seed=None, conditional_input=None):
         return self.inner.log_prob(x)
@@ -163,9 +166,9 @@ def test_fit_defaults_to_elbo_and_importance_samples_under_xla(tmp_path, capsys)
     assert m["plots"] == [] and not (tmp_path / "density.png").exists()
 
 
-def test_takes_num_samples():
-    assert evaluation.takes_num_samples(_BoundedFlow(2))
-    assert not evaluation.takes_num_samples(real_nvp(2, num_layers=1, hidden_units=(4,)))
+def test_log_prob_kind_is_declared_not_inferred():
+    assert contract.log_prob_kind(_BoundedFlow(2)) == contract.IMPORTANCE_SAMPLED
+    assert contract.log_prob_kind(real_nvp(2, num_layers=1, hidden_units=(4,))) == "exact"
 
 
 # -- usage errors: exit code 2 and a message on stderr ---------------------------------------

@@ -8,8 +8,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows import bijectors, flows, nets, testing
-from tfp_flows.bijectors import adjoint, ode
 from tfp_flows.keras import RNODE, FlowModel, ReverseKL
+from tfp_flows.ode import adjoint
+from tfp_flows.ode import solvers as ode
 
 tfd = tfp.distributions
 
@@ -126,7 +127,7 @@ def test_adjoint_seminorm_and_warm_start_cut_the_backward_solve(monkeypatch):
         nfe.append(int(out[1].nfe))
         return out
 
-    monkeypatch.setattr(adjoint.ode, "solve", counting_solve)
+    monkeypatch.setattr(adjoint.solvers, "solve", counting_solve)
     net = _ode_net(seed=3)
     x = _x((64, 2))
     grads = {}

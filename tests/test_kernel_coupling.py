@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from tfp_flows import bijectors, flows, nets, testing
-from tfp_flows.bijectors import traversal
 from tfp_flows.datasets import two_moons
+from tfp_flows.internal import contract
 from tfp_flows.keras import FlowModel
 from tfp_flows.nets import kernels
 
@@ -95,7 +95,7 @@ def test_explicit_fixed_length_scale_is_kept_and_not_trained():
 def test_conditional_input_changes_the_density_and_is_required():
     b = bijectors.KernelCoupling(4, 5, conditional_size=2, seed=1)
     testing.perturb_weights(b)
-    assert traversal.is_conditional(b)
+    assert contract.is_conditional(b)
     x = tf.constant(_x(6))
     c1, c2 = tf.zeros([6, 2]), tf.ones([6, 2])
     l1 = b.inverse_log_det_jacobian(x, 1, conditional_input=c1)

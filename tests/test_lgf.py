@@ -129,7 +129,7 @@ def test_dirac_stack_is_its_base_flow(builder):
     zeros = tf.zeros([lgf.index_size], tf.float64)
     base_flow = tfd.TransformedDistribution(
         tfd.MultivariateNormalDiag(tf.zeros(3, tf.float64)),
-        tfb.Chain([tffb.with_fixed_index(layer, zeros) for layer in lgf.layers]))
+        tfb.Chain([tffb.FixedConditional(layer, zeros) for layer in lgf.layers]))
     x = tf.constant(np.random.default_rng(1).standard_normal((7, 3)))
     expected = base_flow.log_prob(x).numpy()
     np.testing.assert_allclose(lgf.elbo(x, seed=(1, 2)), expected, rtol=1e-10)
@@ -245,9 +245,9 @@ def _lgf(**kwargs):
      "needs `conditional_input`"),
     (lambda: tffb.ContinuouslyIndexed(2, 3).inverse(tf.zeros([2]), conditional_input=[1.0]),
      ValueError, r"index u: expected inputs of shape \[\.\.\., 3\]"),
-    (lambda: tffb.with_fixed_index(tfb.Exp(), [0.0]), ValueError, "must take `conditional_input`"),
-    (lambda: tffb.with_fixed_index(tffb.ContinuouslyIndexed(2, 1), 0.0), ValueError,
-     r"`index` must have shape \[\.\.\., U\]"),
+    (lambda: tffb.FixedConditional(tfb.Exp(), [0.0]), ValueError, "must take `conditional_input`"),
+    (lambda: tffb.FixedConditional(tffb.ContinuouslyIndexed(2, 1), 0.0), ValueError,
+     r"`conditional_input` must have shape \[\.\.\., 1\]; got a scalar"),
     (lambda: _lgf(layers=tffb.ContinuouslyIndexed(2, 1)), TypeError, "`layers` must be a list"),
     (lambda: _lgf(layers=[]), ValueError, "at least one bijector"),
     (lambda: _lgf(layers=[tfb.Identity()]), ValueError, r"`layers\[0\]` must take"),

@@ -270,10 +270,10 @@ def _save_plots(model, split, run_dir, eval_samples, seed):
     import tensorflow as tf
 
     from tfp_flows import plotting
-    from tfp_flows.evaluation import takes_num_samples
+    from tfp_flows.internal import contract
 
     bounds = plotting.data_bounds(split.train)
-    estimated = takes_num_samples(model.distribution)
+    estimated = contract.log_prob_kind(model.distribution) == contract.IMPORTANCE_SAMPLED
     s = min(eval_samples, 32) if estimated else None  # the grid has 10^4 points
 
     def log_prob_fn(points):

@@ -1,48 +1,37 @@
 """Evaluation helpers shared by the CLI, the demo and the benchmarks."""
 
-import inspect
-
 import numpy as np
 import tensorflow as tf
 
-
-def takes_num_samples(distribution):
-    """Whether `distribution.log_prob` is an importance-sampled estimate taking `num_samples`."""
-    fn = getattr(type(distribution), "_log_prob", None)
-    if fn is None:
-        return False
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "num_samples" in params
+from tfp_flows.internal import contract
 
 
-def mean_log_prob(model, x, num_samples=100, seed=0, batch_size=None):
-    """Mean `log p(x)` (nats) of a `FlowModel`, in batches.
+def mean_log_prob(model, x, num_samples=100, seed=0, batch_size=None, conditional_input=None):
+    """Mean `log p(x)` (nats) of a `FlowModel`, in batches, and the kind of that number.
 
-    Families whose `log_prob` is an importance-sampled estimate (augmentation,
-    LGF) are evaluated with `num_samples` samples and a fresh stateless seed per
-    batch. Returns `(mean, kind)`, `kind` "exact" or "importance-sampled (S=...)";
-    a distribution whose `log_prob_is_exact` property is True (e.g. `Augmented`
-    with `num_augment=0`) is labelled "exact".
+    The kind is the distribution's declared `log_prob_kind`
+    (`tfp_flows.internal.contract`). Importance-sampled families
+    (augmentation, LGF) are evaluated with `num_samples` samples; every
+    stochastic estimate (importance sampling, Hutchinson traces) gets a fresh
+    stateless seed per batch. Returns `(mean, kind)`, `kind` e.g. `"exact"`,
+    `"unbiased estimate"` or `"importance-sampled (S=100)"`.
     """
     dist = model.distribution
-    estimated = takes_num_samples(dist)
+    kind = contract.log_prob_kind(dist)
+    sampled = kind == contract.IMPORTANCE_SAMPLED
     if batch_size is None:
-        batch_size = 256 if estimated else 4096
-    if estimated:
-        fn = tf.function(lambda xb, s: model.log_prob(xb, num_samples=num_samples, seed=s),
-                         reduce_retracing=True)
-    else:
-        fn = tf.function(lambda xb, s: model.log_prob(xb), reduce_retracing=True)
+        batch_size = 256 if sampled else 4096
+    extra = {"num_samples": num_samples} if sampled else {}
+    fn = tf.function(lambda xb, cb, s: model.log_prob(xb, conditional_input=cb, seed=s,
+                                                      **extra), reduce_retracing=True)
     values = []
     for i, start in enumerate(range(0, len(x), batch_size)):
         xb = tf.constant(x[start:start + batch_size], dtype=dist.dtype)
-        values.append(fn(xb, tf.constant([seed, i], tf.int32)).numpy())
+        cb = (None if conditional_input is None else
+              tf.constant(conditional_input[start:start + batch_size], dtype=dist.dtype))
+        values.append(fn(xb, cb, tf.constant([seed, i], tf.int32)).numpy())
     mean = float(np.mean(np.concatenate(values)))
-    exact = not estimated or getattr(dist, "log_prob_is_exact", False)
-    return mean, ("exact" if exact else f"importance-sampled (S={num_samples})")
+    return mean, contract.describe_kind(kind, num_samples if sampled else None)
 
 
 def markdown_table(rows, columns):

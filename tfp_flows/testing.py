@@ -73,14 +73,14 @@ BIJECTORS = {
         [0.3, -1.2, 0.5, 0.9, -0.4, 1.1])),
     # LGF layer G(.; u) with a fixed index u baked in (g = one MADE layer / identity), and the
     # paper's alternative: u concatenated into a coupling conditioner.
-    "continuously_indexed_maf": BijectorCase(lambda dtype: tffb.with_fixed_index(
+    "continuously_indexed_maf": BijectorCase(lambda dtype: tffb.FixedConditional(
         tffb.ContinuouslyIndexed(4, 3, flows.maf(4, 1, hidden_units=(8,), dtype=dtype).bijector,
                                  hidden_units=(8,), activation="tanh", dtype=dtype),
         [0.5, -1.0, 0.3])),
-    "continuously_indexed_identity": BijectorCase(lambda dtype: tffb.with_fixed_index(
+    "continuously_indexed_identity": BijectorCase(lambda dtype: tffb.FixedConditional(
         tffb.ContinuouslyIndexed(4, 2, None, hidden_units=(8,), activation="tanh", dtype=dtype),
         [0.7, -0.4])),
-    "lgf_coupling_index": BijectorCase(lambda dtype: tffb.with_fixed_index(
+    "lgf_coupling_index": BijectorCase(lambda dtype: tffb.FixedConditional(
         flows.lgf_real_nvp(4, 1, index_size=2, index_mode="coupling", hidden_units=(8,),
                            dtype=dtype).layers[0], [0.7, -0.4])),
     "kernel_coupling_se": BijectorCase(

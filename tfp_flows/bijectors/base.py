@@ -12,10 +12,8 @@ from collections.abc import Mapping
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import name_util
 
-from tfp_flows.bijectors.traversal import mark_conditional
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.internal import contract, keras_owned, tfp_compat, validation
 
 tfb = tfp.bijectors
 
@@ -54,9 +52,12 @@ class KerasBijector(tfb.Bijector):
        which saves and restores them) finds them and TFP's
        `trainable_variables` (used by `tfp.vi` and `tfp.math.minimize`) lists
        the same `tf.Variable`s that Keras trains;
-    6. with `conditional=True`, flags the bijector with
-       `traversal.mark_conditional`: it takes a `conditional_input=` keyword,
-       which `traversal.conditional_kwargs` routes to it through chains.
+    6. declares the flow contract (`tfp_flows.internal.contract`): with
+       `conditional_size=C > 0` the bijector takes `conditional_input=` of
+       shape `[..., C]`, which the library routes to it through chains;
+       `log_prob_kind` is `"exact"` unless a subclass overrides the property;
+       `takes_seed=True` for a bijector whose log-det is stochastic (it then
+       accepts `seed=` and gets its own split of the caller's seed).
 
     It also provides `event_size` and an empty `_parameter_properties`
     (parameters are Keras weights, not batched tensors).
@@ -113,7 +114,8 @@ class KerasBijector(tfb.Bijector):
       validate_args: TFP's `validate_args`.
       name: the bijector's name (unique within a chain); default: the class
         name in snake case.
-      conditional: whether the bijector takes `conditional_input=`.
+      conditional_size: size of the `conditional_input` it takes (0: none).
+      takes_seed: whether `forward`/`inverse` take a stateless `seed=`.
       forward_min_event_ndims: as in `tfb.Bijector` (1 for vectors).
 
     Raises:
@@ -123,11 +125,12 @@ class KerasBijector(tfb.Bijector):
     """
 
     def __init__(self, parameters, layers, event_size, dtype, validate_args=False, name=None,
-                 conditional=False, forward_min_event_ndims=1):
+                 conditional_size=0, forward_min_event_ndims=1, takes_seed=False):
         self._event_size = validation.positive_int(event_size, "event_size")
         dtype = validation.float_dtype(dtype)
-        name = name or name_util.strip_invalid_chars(
-            name_util.camel_to_lower_snake(type(self).__name__))
+        conditional_size = validation.positive_int(conditional_size, "conditional_size",
+                                                   allow_zero=True)
+        name = name or tfp_compat.default_name(type(self))
         with tf.name_scope(name) as scope:
             # A Keras layer is callable too: it must come in a mapping, not be called here.
             if callable(layers) and not isinstance(layers, (Mapping, keras.layers.Layer)):
@@ -138,8 +141,7 @@ class KerasBijector(tfb.Bijector):
             super().__init__(forward_min_event_ndims=forward_min_event_ndims, dtype=dtype,
                              validate_args=validate_args, parameters=parameters, name=scope)
             keras_owned.own_keras_layers(self, *owned.values())
-        if conditional:
-            mark_conditional(self)
+        contract.declare(self, conditional_size, takes_seed)
 
     def _check_layers(self, layers):
         cls = type(self).__name__
@@ -164,6 +166,16 @@ class KerasBijector(tfb.Bijector):
     @property
     def event_size(self):
         return self._event_size
+
+    @property
+    def conditional_size(self):
+        """Size of the `conditional_input` this bijector takes (0: none)."""
+        return contract.conditional_size(self)
+
+    @property
+    def log_prob_kind(self):
+        """How exact the log-determinant is (`contract.KINDS`); exact unless overridden."""
+        return contract.EXACT
 
     @classmethod
     def _parameter_properties(cls, dtype):

@@ -3,25 +3,19 @@
 TFP's `tfb.RealNVP` and `tfb.MaskedAutoregressiveFlow` take a plain callable.
 These `tf.Module`s hold the Keras layer (so `find_keras_layers` finds it and
 `trainable_variables` sees its weights) and map its output to what TFP expects.
-The log-scale is soft-clamped, `c * tanh(s / c)`, so `exp(s)` cannot overflow
-during training (DESIGN.md 3.1).
+The log-scale is soft-clamped, `c * tanh(s / c)` (`internal.math.soft_clamp`), so
+`exp(s)` cannot overflow during training.
 """
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.internal import keras_owned
+from tfp_flows.internal.math import UNIT_SOFTPLUS_SHIFT, soft_clamp
 from tfp_flows.nets.made import MADE
 from tfp_flows.nets.mlp import MLP
 
 tfb = tfp.bijectors
-
-
-def soft_clamp(log_scale, bound):
-    """`bound * tanh(log_scale / bound)`: identity near 0, bounded by `bound`."""
-    if bound is None:
-        return log_scale
-    return bound * tf.tanh(log_scale / bound)
 
 
 class AffineCouplingConditioner(tf.Module):
@@ -80,7 +74,7 @@ class SplineCouplingConditioner(tf.Module):
         def bins(p):
             return (tf.nn.softmax(p, axis=-1) * (1 - 1e-3 * k) + 1e-3) * interval
         # softplus(x + log(e - 1)) = 1 at x = 0, so a zero net gives unit slopes.
-        slopes = tf.nn.softplus(slopes + 0.5413248546129181) + 1e-3
+        slopes = tf.nn.softplus(slopes + UNIT_SOFTPLUS_SHIFT) + 1e-3
         return tfb.RationalQuadraticSpline(bins(widths), bins(heights), slopes,
                                            range_min=-self._bound)
 

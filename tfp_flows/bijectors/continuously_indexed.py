@@ -8,7 +8,7 @@ each bijection of a flow by a family `G(.; u)` indexed by a continuous latent
 
 with `g` any bijection and `s`, `t` two outputs of one MLP of `u`. For a fixed
 `u`, `G(.; u)` is a bijection, so it is a `tfb.Bijector` taking
-`conditional_input=u`. `with_fixed_index(bijector, u)` bakes a fixed `u` in
+`conditional_input=u`. `FixedConditional(bijector, u)` bakes a fixed `u` in
 (used by the generic bijector checks and by the Dirac reduction).
 
 Direction (DESIGN.md 2): `G` maps *data towards the base*, so it is this
@@ -18,10 +18,9 @@ bijector's `inverse`; `forward` is `G^-1(.; u)`, the sampling direction.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import traversal
 from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
-from tfp_flows.bijectors.conditioners import soft_clamp
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.internal import contract, keras_owned, validation
+from tfp_flows.internal.math import soft_clamp
 from tfp_flows.nets.mlp import MLP
 
 tfb = tfp.bijectors
@@ -68,7 +67,7 @@ class ContinuouslyIndexed(KerasBijector):
     z = layer.inverse(x, conditional_input=u)             # G(x; u)
     ildj = layer.inverse_log_det_jacobian(x, event_ndims=1, conditional_input=u)
     flow = tfd.TransformedDistribution(
-        tfd.MultivariateNormalDiag(tf.zeros(2)), with_fixed_index(layer, [0.3]))
+        tfd.MultivariateNormalDiag(tf.zeros(2)), FixedConditional(layer, [0.3]))
     ```
 
     #### References
@@ -89,7 +88,7 @@ class ContinuouslyIndexed(KerasBijector):
         if not isinstance(bijector, tfb.Bijector):
             raise TypeError("`bijector` must be a `tfb.Bijector` or None; "
                             f"got {type(bijector).__name__}.")
-        if traversal.is_conditional(bijector):
+        if contract.is_conditional(bijector):
             raise ValueError("`bijector` (g) must not be conditional: G(x; u) = s(u) * g(x) + "
                              "t(u) feeds `u` to s and t only; got a conditional bijector.")
         if log_scale_bound is not None:
@@ -105,7 +104,8 @@ class ContinuouslyIndexed(KerasBijector):
             return {"net": self.net}
 
         super().__init__(parameters, make_layers, event_size, dtype,
-                         validate_args=validate_args, name=name, conditional=True)
+                         validate_args=validate_args, name=name,
+                         conditional_size=self._index_size)
 
     @property
     def index_size(self):
@@ -153,55 +153,4 @@ class ContinuouslyIndexed(KerasBijector):
 
     def initialize_from_data(self, y, conditional_input=None):
         """Data-dependent initialisation of `g` (e.g. its ActNorms); `s`, `t` start at 1, 0."""
-        traversal.initialize_from_data(self._g, y)
-
-
-class FixedIndex(tfb.Bijector):
-    """`bijector` with a constant `conditional_input=u`: an ordinary (unconditional) bijector.
-
-    `forward(x) = bijector.forward(x, conditional_input=u)`, likewise inverse and
-    log-determinants; `u` (shape `[U]` or broadcastable to the batch) is fixed.
-    """
-
-    def __init__(self, bijector, index, validate_args=False, name="fixed_index"):
-        parameters = dict(locals())
-        if not isinstance(bijector, tfb.Bijector):
-            raise TypeError(f"`bijector` must be a `tfb.Bijector`; got {type(bijector).__name__}.")
-        if not traversal.is_conditional(bijector):
-            raise ValueError("`bijector` must take `conditional_input` (flagged with "
-                             "`mark_conditional`); got an unconditional bijector.")
-        with tf.name_scope(name) as name:
-            self._bijector = bijector
-            self._index = tf.convert_to_tensor(index, bijector.dtype, name="index")
-            if self._index.shape.rank is None or self._index.shape.rank < 1:
-                raise ValueError("`index` must have shape [..., U]; got shape "
-                                 f"{self._index.shape}.")
-            super().__init__(forward_min_event_ndims=1, dtype=bijector.dtype,
-                             validate_args=validate_args, parameters=parameters, name=name)
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
-
-    def _kwargs(self):
-        return traversal.conditional_kwargs(self._bijector, self._index)
-
-    def _forward(self, x):
-        return self._bijector.forward(x, **self._kwargs())
-
-    def _inverse(self, y):
-        return self._bijector.inverse(y, **self._kwargs())
-
-    def _forward_log_det_jacobian(self, x):
-        return self._bijector.forward_log_det_jacobian(x, event_ndims=1, **self._kwargs())
-
-    def _inverse_log_det_jacobian(self, y):
-        return self._bijector.inverse_log_det_jacobian(y, event_ndims=1, **self._kwargs())
-
-    def initialize_from_data(self, y):
-        traversal.initialize_from_data(self._bijector, y, self._index)
-
-
-def with_fixed_index(bijector, index):
-    """`FixedIndex(bijector, index)`: a conditional bijector with `u` baked in."""
-    return FixedIndex(bijector, index)
+        contract.initialize_from_data(self._g, y)

@@ -10,10 +10,10 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import adjoint, ode
-from tfp_flows.bijectors import trace as trace_lib
 from tfp_flows.bijectors.base import KerasBijector
-from tfp_flows.internal import validation
+from tfp_flows.internal import contract, tfp_compat, validation
+from tfp_flows.ode import adjoint, solvers
+from tfp_flows.ode import trace as trace_lib
 
 tfb = tfp.bijectors
 
@@ -81,7 +81,7 @@ class FFJORD(KerasBijector):
     TFP cache, so no stale estimate is handed back) or per call with
     `trace=...`: e.g. train with Hutchinson and evaluate with the exact trace.
 
-    Solvers (`tfp_flows.bijectors.ode`): adaptive `'dopri5'` (`rtol`, `atol`,
+    Solvers (`tfp_flows.ode.solvers`): adaptive `'dopri5'` (`rtol`, `atol`,
     `max_num_steps`) or fixed-step `'rk4'`, `'midpoint'`, `'euler'`
     (`num_steps`). All are `tf.while_loop`s with static shapes, so training
     steps compile with `jit_compile=True`. Gradients: `'adjoint'` (default; a
@@ -112,7 +112,7 @@ class FFJORD(KerasBijector):
       trace: 'exact' or 'hutchinson'.
       num_probes: Hutchinson probes per solve; probe: 'rademacher' or 'gaussian'.
       gradient: 'adjoint' or 'backprop'.
-      adjoint_options: dict of `tfp_flows.bijectors.adjoint.odeint_adjoint`
+      adjoint_options: dict of `tfp_flows.ode.odeint_adjoint`
         switches for the backward solve, `{'seminorm': bool, 'reuse_step': bool}`
         (default both True: fewer evaluations; set them False for the plain
         adjoint of Chen et al., e.g. to check gradients).
@@ -167,7 +167,7 @@ class FFJORD(KerasBijector):
         if not t1 > t0:
             raise ValueError(f"`t1` must be greater than `t0`; got t0={t0}, t1={t1}.")
         self._t0, self._t1 = float(t0), float(t1)
-        self._options = ode.SolverOptions.make(solver, num_steps, rtol, atol, max_num_steps)
+        self._options = solvers.SolverOptions.make(solver, num_steps, rtol, atol, max_num_steps)
         self._trace = trace_lib.check_trace(trace)
         self._num_probes = validation.positive_int(num_probes, "num_probes")
         self._probe = trace_lib.check_probe(probe)
@@ -184,7 +184,8 @@ class FFJORD(KerasBijector):
         self._vector_field = vector_field
         super().__init__(parameters, {"vector_field": vector_field}, event_size, dtype,
                          validate_args=validate_args, name=name,
-                         conditional=bool(getattr(vector_field, "conditional_size", 0)))
+                         conditional_size=getattr(vector_field, "conditional_size", 0),
+                         takes_seed=True)
 
     # -- Settings --------------------------------------------------------------
 
@@ -194,12 +195,17 @@ class FFJORD(KerasBijector):
 
     @property
     def solver_options(self):
-        """`ode.SolverOptions(solver, num_steps, rtol, atol, max_num_steps)`."""
+        """`solvers.SolverOptions(solver, num_steps, rtol, atol, max_num_steps)`."""
         return self._options
 
     @property
     def gradient(self):
         return self._gradient
+
+    @property
+    def log_prob_kind(self):
+        """`"exact"` with the exact trace (up to solver error), else `"unbiased estimate"`."""
+        return contract.EXACT if self._trace == "exact" else contract.UNBIASED
 
     @property
     def trace(self):
@@ -210,7 +216,7 @@ class FFJORD(KerasBijector):
     def trace(self, value):
         self._trace = trace_lib.check_trace(value)
         # A cached Hutchinson log-det must not be returned for an exact query.
-        self._cache.clear()
+        tfp_compat.bijector_cache(self).clear()
 
     # -- Solving ----------------------------------------------------------------
 
@@ -256,7 +262,7 @@ class FFJORD(KerasBijector):
                                                self.validate_args, num_active=1,
                                                error_size=error_size, **self._adjoint_options)
         else:
-            y1, stats = ode.odeint(lambda t, y: fn(t, y, inputs), y0, start, end,
+            y1, stats = solvers.odeint(lambda t, y: fn(t, y, inputs), y0, start, end,
                                    self._options, self.validate_args, error_size)
         # Integrated backwards, the regularisers' integrals come out negative.
         sign = 1.0 if direction == "forward" else -1.0
@@ -269,12 +275,12 @@ class FFJORD(KerasBijector):
     def _forward(self, x, **kwargs):
         solution = self.solve(x, "forward", **kwargs)
         # One solve for sample_and_log_prob: hand the log-det to TFP's cache.
-        self._cache.forward_attributes(x, **kwargs)["ildj"] = -solution.log_det
+        tfp_compat.bijector_cache(self).forward_attributes(x, **kwargs)["ildj"] = -solution.log_det
         return solution.state
 
     def _inverse(self, y, **kwargs):
         solution = self.solve(y, "inverse", **kwargs)
-        self._cache.inverse_attributes(y, **kwargs)["ildj"] = solution.log_det
+        tfp_compat.bijector_cache(self).inverse_attributes(y, **kwargs)["ildj"] = solution.log_det
         return solution.state
 
     def _forward_log_det_jacobian(self, x, **kwargs):

@@ -29,15 +29,14 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
-from tfp_flows.bijectors.conditioners import soft_clamp
 from tfp_flows.bijectors.lu_linear import lu_parameters
 from tfp_flows.internal import keras_owned, validation
+from tfp_flows.internal.math import UNIT_SOFTPLUS_SHIFT, soft_clamp
 from tfp_flows.nets.mlp import MLP, Parameters
 
 tfb = tfp.bijectors
 
 # softplus(0 + log(e - 1)) = 1: a zero conditioner output gives unit knot slopes.
-_UNIT_SLOPE_SHIFT = 0.5413248546129181
 
 
 class _Elementwise(KerasBijector):
@@ -66,7 +65,7 @@ class _Elementwise(KerasBijector):
 
         super().__init__(parameters, make_layers, event_size, dtype,
                          validate_args=validate_args, name=name,
-                         conditional=bool(self._conditional_size))
+                         conditional_size=self._conditional_size)
 
     def _raw(self, conditional_input):
         """Unconstrained parameters, shape `[..., event_size, params_per_dim]`."""
@@ -174,7 +173,7 @@ class ElementwiseSpline(_Elementwise):
         def bins(p):  # every bin keeps at least 1e-3 of the interval
             return (tf.nn.softmax(p, axis=-1) * (1 - 1e-3 * k) + 1e-3) * interval
 
-        slopes = tf.nn.softplus(raw[..., 2 * k:] + _UNIT_SLOPE_SHIFT) + 1e-3
+        slopes = tf.nn.softplus(raw[..., 2 * k:] + UNIT_SOFTPLUS_SHIFT) + 1e-3
         return tfb.RationalQuadraticSpline(bins(raw[..., :k]), bins(raw[..., k:2 * k]), slopes,
                                            range_min=-self._bound)
 
@@ -234,7 +233,8 @@ class FunnelLinear(KerasBijector):
             return {"params": self._params}
 
         super().__init__(parameters, make_layers, event_size, dtype,
-                         validate_args=validate_args, name=name, conditional=True)
+                         validate_args=validate_args, name=name,
+                         conditional_size=self._num_tiles * self._conditional_size)
 
     @property
     def event_size(self):
@@ -273,41 +273,3 @@ class FunnelLinear(KerasBijector):
 
     def _forward_log_det_jacobian(self, z, conditional_input=None):
         return -self._inverse_log_det_jacobian(z, conditional_input)
-
-
-class FixedConditional(tfb.Bijector):
-    """`bijector` with a fixed `conditional_input` baked in (for the generic checks).
-
-    Forward, inverse and log-dets are those of `bijector` at that input, so a
-    conditional map becomes an ordinary bijector of `x_plus`.
-    """
-
-    def __init__(self, bijector, conditional_input, name="fixed_conditional"):
-        parameters = dict(locals())
-        if not isinstance(bijector, tfb.Bijector):
-            raise TypeError(f"`bijector` must be a tfb.Bijector; got {type(bijector).__name__}.")
-        self._bijector = bijector
-        self._condition = tf.convert_to_tensor(conditional_input, bijector.dtype)
-        super().__init__(forward_min_event_ndims=1, dtype=bijector.dtype,
-                         parameters=parameters, name=name)
-        keras_owned.own_keras_layers(self, *keras_owned.find_keras_layers(bijector))
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
-
-    def _kw(self, x):
-        shape = tf.concat([tf.shape(x)[:-1], tf.shape(self._condition)[-1:]], 0)
-        return {"conditional_input": tf.broadcast_to(self._condition, shape)}
-
-    def _forward(self, x):
-        return self._bijector.forward(x, **self._kw(x))
-
-    def _inverse(self, y):
-        return self._bijector.inverse(y, **self._kw(y))
-
-    def _forward_log_det_jacobian(self, x):
-        return self._bijector.forward_log_det_jacobian(x, event_ndims=1, **self._kw(x))
-
-    def _inverse_log_det_jacobian(self, y):
-        return self._bijector.inverse_log_det_jacobian(y, event_ndims=1, **self._kw(y))

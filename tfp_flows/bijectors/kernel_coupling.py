@@ -5,8 +5,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.base import KerasBijector
-from tfp_flows.bijectors.conditioners import soft_clamp
 from tfp_flows.internal import validation
+from tfp_flows.internal.math import soft_clamp
 from tfp_flows.nets.kernels import InducingPoints, KernelMachine, canonical_kernel
 from tfp_flows.nets.mlp import _concat_condition
 
@@ -119,7 +119,7 @@ class KernelCoupling(KerasBijector):
 
         super().__init__(parameters, make_layers, event_size, dtype,
                          validate_args=validate_args, name=name,
-                         conditional=bool(self._conditional_size))
+                         conditional_size=self._conditional_size)
 
     @property
     def num_inducing(self):

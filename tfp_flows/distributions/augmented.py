@@ -7,11 +7,10 @@ augmented normalizing flows / VFlow. See DESIGN.md 3.3.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import traversal
 from tfp_flows.distributions.base import FlowDistribution
 from tfp_flows.distributions.importance import importance_sampled_log_prob
 from tfp_flows.distributions.proposals import StandardNormalProposal
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.internal import contract, keras_owned, tfp_compat, validation
 
 tfd = tfp.distributions
 
@@ -124,7 +123,7 @@ class Augmented(FlowDistribution):
         self._proposal = proposal
         with tf.name_scope(name) as name:
             super().__init__(event_size, dtype=flow.dtype, validate_args=validate_args,
-                             parameters=parameters, name=name)
+                             parameters=parameters, name=name, takes_seed=True)
         layers = keras_owned.find_keras_layers(flow)
         layers += list(getattr(proposal, "keras_layers", ()))
         self._own_keras_layers(*layers)
@@ -146,14 +145,16 @@ class Augmented(FlowDistribution):
         return self._num_samples
 
     @property
-    def log_prob_is_exact(self):
-        """True when `num_augment == 0`: `log_prob` is then the wrapped flow's exact density."""
-        return self._num_augment == 0
+    def log_prob_kind(self):
+        """Importance-sampled for B > 0; for B = 0 that of the wrapped flow (exact if bijective)."""
+        if self._num_augment == 0:
+            return contract.log_prob_kind(self._flow)
+        return contract.weakest([contract.IMPORTANCE_SAMPLED, contract.log_prob_kind(self._flow)])
 
     # -- bounds and estimates -----------------------------------------------
 
     def _flow_log_prob(self, y, conditional_input):
-        return traversal.log_prob(self._flow, y, conditional_input)
+        return contract.log_prob(self._flow, y, conditional_input)
 
     def _log_weights(self, x, seed, conditional_input=None):
         """`log p_T(x, eps) - log q(eps | x)`, one fresh `eps ~ q(. | x)` per row of x."""
@@ -212,8 +213,8 @@ class Augmented(FlowDistribution):
     def _sample_n(self, n, seed=None, conditional_input=None):
         kwargs = {}
         if conditional_input is not None and isinstance(self._flow,
-                                                        traversal.TRANSFORMED_TYPES):
-            bkw = traversal.conditional_kwargs(self._flow.bijector, conditional_input)
+                                                        tfp_compat.TRANSFORMED_TYPES):
+            bkw = contract.conditional_kwargs(self._flow.bijector, conditional_input)
             if bkw:
                 kwargs["bijector_kwargs"] = bkw
         y = self._flow.sample(n, seed=seed, **kwargs)
@@ -231,4 +232,4 @@ class Augmented(FlowDistribution):
         if self._num_augment:
             eps, _ = self._proposal.sample_and_log_prob(x, seed=seed)
             y = tf.concat([x, tf.cast(eps, x.dtype)], axis=-1)
-        traversal.initialize_from_data(self._flow, y, conditional_input)
+        contract.initialize_from_data(self._flow, y, conditional_input)

@@ -4,13 +4,16 @@ Funnels, augmented (marginalising) flows and LGF stacks are `tfd.Distribution`
 subclasses over vectors `[..., D]` with batch shape `[]`. Their weights live
 in Keras layers (see `tfp_flows.internal.keras_owned`), recorded with
 `self._own_keras_layers(...)` so `FlowModel` and TFP's `trainable_variables`
-both see them.
+both see them. Each declares the flow contract (`tfp_flows.internal.contract`):
+`conditional_size` (its `log_prob`, `sample` and bounds then take
+`conditional_input=` of shape `[..., C]`), `log_prob_kind`, and whether its
+`log_prob` draws random numbers (then it takes a stateless `seed=`).
 """
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.internal import contract, keras_owned, validation
 
 tfd = tfp.distributions
 
@@ -18,15 +21,22 @@ tfd = tfp.distributions
 class FlowDistribution(tfd.Distribution):
     """Base class: event shape `[event_size]`, batch shape `[]`, Keras-owned weights.
 
-    Subclasses implement `_log_prob(x, **kwargs)` and `_sample_n(n, seed=None)`,
-    call `self._check_input(x)` on user inputs and `self._own_keras_layers(...)`
-    at the end of their constructor, and say in their docstring whether
-    `log_prob` is exact or an estimate.
+    Subclasses implement `_log_prob(x, **kwargs)` and `_sample_n(n, seed=None,
+    **kwargs)`, the `log_prob_kind` property, call `self._check_input(x)` on
+    user inputs and `self._own_keras_layers(...)` at the end of their
+    constructor.
+
+    Args:
+      conditional_size: size of the `conditional_input` it takes (0: none).
+      takes_seed: whether `log_prob` takes a stateless `seed=` (estimates).
     """
 
     def __init__(self, event_size, dtype=tf.float32, reparameterization_type=None,
-                 validate_args=False, allow_nan_stats=True, parameters=None, name=None):
+                 validate_args=False, allow_nan_stats=True, parameters=None, name=None,
+                 conditional_size=0, takes_seed=False):
         self._event_size = validation.positive_int(event_size, "event_size")
+        contract.declare(self, validation.positive_int(conditional_size, "conditional_size",
+                                                       allow_zero=True), takes_seed)
         super().__init__(
             dtype=validation.float_dtype(dtype),
             reparameterization_type=reparameterization_type or tfd.FULLY_REPARAMETERIZED,
@@ -36,6 +46,16 @@ class FlowDistribution(tfd.Distribution):
     @property
     def event_size(self):
         return self._event_size
+
+    @property
+    def conditional_size(self):
+        """Size of the `conditional_input` this distribution takes (0: none)."""
+        return contract.conditional_size(self)
+
+    @property
+    def log_prob_kind(self):
+        """How exact `log_prob` is: one of `tfp_flows.internal.contract.KINDS`."""
+        raise NotImplementedError(f"{type(self).__name__} must declare `log_prob_kind`.")
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):

@@ -24,9 +24,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import traversal
 from tfp_flows.distributions.base import FlowDistribution
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.internal import contract, keras_owned, tfp_compat, validation
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -65,7 +64,7 @@ def sample_at_temperature(distribution, n, temperature, seed=None):
     """
     if isinstance(distribution, Funnel):
         return distribution.sample(n, seed=seed, temperature=temperature)
-    if isinstance(distribution, traversal.TRANSFORMED_TYPES):
+    if isinstance(distribution, tfp_compat.TRANSFORMED_TYPES):
         u = sample_at_temperature(distribution.distribution, n, temperature, seed)
         return distribution.bijector.forward(u)
     s = distribution.sample(n, seed=seed)
@@ -156,6 +155,12 @@ class Funnel(FlowDistribution):
         return self._base
 
     @property
+    def log_prob_kind(self):
+        """Exact when every part is (an FFJORD base with Hutchinson makes it an estimate)."""
+        parts = [p for p in (self._pre, self._map, self._base) if p is not None]
+        return contract.weakest(contract.log_prob_kind(p) for p in parts)
+
+    @property
     def decoder(self):
         return self._decoder
 
@@ -178,8 +183,8 @@ class Funnel(FlowDistribution):
     # -- density direction ---------------------------------------------------
 
     def _map_kwargs(self, x_minus):
-        if traversal.is_conditional(self._map):
-            return traversal.conditional_kwargs(self._map, x_minus)
+        if contract.is_conditional(self._map):
+            return contract.conditional_kwargs(self._map, x_minus)
         return {}
 
     def _split(self, x):
@@ -242,22 +247,22 @@ class Funnel(FlowDistribution):
     def initialize_from_data(self, x):
         """Initialises every part from `x` as it arrives there (eagerly, once per layer)."""
         x = self._check_input(x)
-        h = x if self._pre is None else traversal.initialize_from_data(self._pre, x)
+        h = x if self._pre is None else contract.initialize_from_data(self._pre, x)
         x_minus = tf.gather(h, self._dropped_idx, axis=-1)
         x_plus = tf.gather(h, self._kept_idx, axis=-1)
-        z = traversal.initialize_from_data(
-            self._map, x_plus, x_minus if traversal.is_conditional(self._map) else None)
+        z = contract.initialize_from_data(
+            self._map, x_plus, x_minus if contract.is_conditional(self._map) else None)
         z = tf.identity(z)
         init = getattr(self._decoder, "initialize_from_data", None)
         if init is not None:
             init(x_minus, z)
-        traversal.initialize_from_data(self._base, z)
+        contract.initialize_from_data(self._base, z)
 
 
 def _encode_through(distribution, z):
     if isinstance(distribution, Funnel):
         return distribution.encode(z, full=True)
-    if isinstance(distribution, traversal.TRANSFORMED_TYPES):
+    if isinstance(distribution, tfp_compat.TRANSFORMED_TYPES):
         return _encode_through(distribution.distribution,
                                distribution.bijector.inverse(tf.identity(z)))
     return z

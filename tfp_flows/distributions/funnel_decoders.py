@@ -20,14 +20,13 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import traversal
 from tfp_flows.bijectors.conditioners import (
     AffineCouplingConditioner,
     SplineCouplingConditioner,
 )
 from tfp_flows.bijectors.funnel_maps import ElementwiseAffine, ElementwiseSpline
 from tfp_flows.bijectors.permute import random_permutation
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.internal import contract, keras_owned, validation
 from tfp_flows.nets.mlp import MLP
 
 tfb = tfp.bijectors
@@ -134,21 +133,21 @@ class FlowDecoder(tf.Module):
                                                  conditional_size=d, dtype=dtype.name)
                 bij = tfb.RealNVP(num_masked=num_masked, shift_and_log_scale_fn=cond,
                                   name=f"decoder_coupling_{i}")
-            bijectors.append(traversal.mark_conditional(bij))
+            bijectors.append(contract.mark_conditional(bij, d))
         base = tfd.MultivariateNormalDiag(loc=tf.zeros([m], dtype=dtype))
         self.flow = tfd.TransformedDistribution(base, tfb.Chain(bijectors))
         keras_owned.own_keras_layers(self, *keras_owned.find_keras_layers(self.flow))
 
     def log_prob(self, x_minus, z):
-        return traversal.log_prob(self.flow, x_minus, conditional_input=z)
+        return contract.log_prob(self.flow, x_minus, conditional_input=z)
 
     def sample(self, z, seed=None):
         u = self.flow.distribution.sample(tf.shape(z)[:-1], seed=seed)
         return self.flow.bijector.forward(
-            u, **traversal.conditional_kwargs(self.flow.bijector, z))
+            u, **contract.conditional_kwargs(self.flow.bijector, z))
 
     def initialize_from_data(self, x_minus, z):
-        traversal.initialize_from_data(self.flow, x_minus, conditional_input=z)
+        contract.initialize_from_data(self.flow, x_minus, conditional_input=z)
 
 
 class TileGaussianDecoder(tf.Module):

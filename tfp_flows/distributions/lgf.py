@@ -19,11 +19,10 @@ as S grows (Burda et al., 2016).
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import traversal
-from tfp_flows.bijectors.conditioners import soft_clamp
 from tfp_flows.distributions.base import FlowDistribution
 from tfp_flows.distributions.importance import importance_sampled_log_prob
-from tfp_flows.internal import keras_owned, validation
+from tfp_flows.internal import contract, keras_owned, validation
+from tfp_flows.internal.math import soft_clamp
 from tfp_flows.nets.mlp import MLP
 
 tfb = tfp.bijectors
@@ -134,7 +133,7 @@ class LGF(FlowDistribution):
             if not isinstance(layer, tfb.Bijector):
                 raise TypeError(f"`layers[{i}]` must be a `tfb.Bijector`; "
                                 f"got {type(layer).__name__}.")
-            if not traversal.is_conditional(layer):
+            if not contract.is_conditional(layer):
                 raise ValueError(f"`layers[{i}]` must take `conditional_input=u` (flag it with "
                                  "`mark_conditional`); got an unconditional bijector.")
         self._index_size = validation.positive_int(index_size, "index_size")
@@ -152,7 +151,7 @@ class LGF(FlowDistribution):
         self._chunk_size = validation.positive_int(chunk_size, "chunk_size")
         self._dirac = bool(dirac)
         super().__init__(event_size, dtype=dtype, validate_args=validate_args,
-                         parameters=parameters, name=name)
+                         parameters=parameters, name=name, takes_seed=True)
         self._layers = list(layers)
         self._base = base
         # One (prior, posterior) pair per layer; none for the Dirac reduction.
@@ -188,6 +187,12 @@ class LGF(FlowDistribution):
         return self._dirac
 
     @property
+    def log_prob_kind(self):
+        """Importance-sampled; exact with `dirac=True` (the model is then its base flow)."""
+        kinds = [contract.log_prob_kind(p) for p in (*self._layers, self._base)]
+        return contract.weakest(kinds + ([] if self._dirac else [contract.IMPORTANCE_SAMPLED]))
+
+    @property
     def priors(self):
         """The `DiagonalGaussianConditional`s `p(u_l | z_{l-1})` (empty when `dirac`)."""
         return list(self._priors)
@@ -210,7 +215,7 @@ class LGF(FlowDistribution):
                 delta_pq = 0.0  # p and q are the same point mass: their ratio is 1.
             else:
                 u, log_q = self._posteriors[i].sample_and_log_prob(z, seeds[i])
-            kw = traversal.conditional_kwargs(layer, u)
+            kw = contract.conditional_kwargs(layer, u)
             ildj = layer.inverse_log_det_jacobian(z, event_ndims=1, **kw)
             z = layer.inverse(z, **kw)
             if not self._dirac:
@@ -265,7 +270,7 @@ class LGF(FlowDistribution):
                 u = tf.zeros(tf.concat([tf.shape(z)[:-1], [self._index_size]], 0), self.dtype)
             else:
                 u, _ = self._priors[i].sample_and_log_prob(z, layer_seeds[i])
-            z = self._layers[i].forward(z, **traversal.conditional_kwargs(self._layers[i], u))
+            z = self._layers[i].forward(z, **contract.conditional_kwargs(self._layers[i], u))
         return z
 
     def initialize_from_data(self, x):
@@ -280,5 +285,5 @@ class LGF(FlowDistribution):
                 u = tf.zeros(tf.concat([tf.shape(z)[:-1], [self._index_size]], 0), self.dtype)
             else:
                 u, _ = self._posteriors[i].loc_and_log_scale(z)
-            z = traversal.initialize_from_data(layer, z, conditional_input=u)
-        traversal.initialize_from_data(self._base, z)
+            z = contract.initialize_from_data(layer, z, conditional_input=u)
+        contract.initialize_from_data(self._base, z)

@@ -21,9 +21,9 @@ from tfp_flows.bijectors.conditioners import (
 )
 from tfp_flows.bijectors.lu_linear import LULinear
 from tfp_flows.bijectors.permute import block_permutations, reverse_permutation
-from tfp_flows.bijectors.traversal import mark_conditional
 from tfp_flows.flows.registry import register_flow
 from tfp_flows.internal import validation
+from tfp_flows.internal.contract import mark_conditional
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -50,7 +50,7 @@ def _coupling(event_size, conditioner_cls, conditional_size, name, **kwargs):
         bij = tfb.RealNVP(num_masked=num_masked, bijector_fn=cond, name=name)
     else:
         bij = tfb.RealNVP(num_masked=num_masked, shift_and_log_scale_fn=cond, name=name)
-    return mark_conditional(bij) if conditional_size else bij
+    return mark_conditional(bij, conditional_size) if conditional_size else bij
 
 
 def transformed(bijectors, event_size, dtype, base=None):
@@ -113,7 +113,7 @@ def maf(event_size, num_layers=5, hidden_units=(64, 64), activation="relu", cond
         cond = MADEConditioner(event_size, hidden_units, activation, conditional_size,
                                log_scale_bound, dtype=dtype.name)
         bij = tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=cond, name=f"maf_{i}")
-        bijectors.append(mark_conditional(bij) if conditional_size else bij)
+        bijectors.append(mark_conditional(bij, conditional_size) if conditional_size else bij)
     return transformed(bijectors, event_size, dtype, base)
 
 

@@ -14,11 +14,11 @@ import tensorflow_probability as tfp
 from tfp_flows.bijectors.conditioners import AffineCouplingConditioner, MADEConditioner
 from tfp_flows.bijectors.continuously_indexed import ContinuouslyIndexed
 from tfp_flows.bijectors.permute import block_permutations, reverse_permutation
-from tfp_flows.bijectors.traversal import mark_conditional
 from tfp_flows.distributions.lgf import LGF
 from tfp_flows.flows.baselines import standard_normal
 from tfp_flows.flows.registry import register_flow
 from tfp_flows.internal import validation
+from tfp_flows.internal.contract import mark_conditional
 
 tfb = tfp.bijectors
 
@@ -112,7 +112,7 @@ def lgf_real_nvp(event_size, num_layers=4, index_size=None, index_mode="affine",
         coupling = tfb.RealNVP(num_masked=num_masked, shift_and_log_scale_fn=cond,
                                name=f"coupling_{i}")
         if index_mode == "coupling":
-            layers.append(tfb.Chain([perms[i], mark_conditional(coupling)],
+            layers.append(tfb.Chain([perms[i], mark_conditional(coupling, index_size)],
                                     name=f"lgf_layer_{i}"))
         else:
             layers.append(ContinuouslyIndexed(event_size, index_size,

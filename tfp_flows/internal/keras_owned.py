@@ -19,6 +19,8 @@ distributions from `FlowDistribution._own_keras_layers`.
 import keras
 import tensorflow as tf
 
+from tfp_flows.internal import tfp_compat
+
 
 def build_layer(layer, input_shape):
     """Builds `layer` now, so its weights exist before tracing."""
@@ -55,9 +57,8 @@ def find_keras_layers(obj):
         return [obj]
     found = []
     if isinstance(obj, tf.Module):
-        candidates = obj._flatten(  # pylint: disable=protected-access
-            predicate=lambda v: isinstance(v, keras.layers.Layer),
-            expand_composites=False)
+        candidates = tfp_compat.flatten_module(
+            obj, lambda v: isinstance(v, keras.layers.Layer))
     else:
         candidates = []
     for layer in candidates:

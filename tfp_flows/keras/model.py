@@ -3,9 +3,8 @@
 import keras
 import tensorflow as tf
 
-from tfp_flows.bijectors import traversal
 from tfp_flows.flows import build_flow  # the package: importing it registers every flow
-from tfp_flows.internal import keras_owned
+from tfp_flows.internal import contract, keras_owned, tfp_compat
 from tfp_flows.keras import objectives
 
 
@@ -108,12 +107,7 @@ class FlowModel(keras.Model):
         extra = self.losses
         if extra:
             loss = loss + tf.add_n([tf.cast(v, loss.dtype) for v in extra])
-        # Keras sums gradients over replicas and multiplies the logged loss back,
-        # so each replica's loss carries a 1/num_replicas factor (as Keras' own losses do).
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:
-            loss = loss * (1.0 / replicas)
-        return loss
+        return loss * tfp_compat.replica_loss_scale()
 
     def fit(self, x=None, y=None, steps_per_epoch=None, **kwargs):
         """`keras.Model.fit`; for objectives that need no data (reverse KL) `x` may be None."""
@@ -147,7 +141,7 @@ class FlowModel(keras.Model):
 
     def log_prob(self, x, conditional_input=None, **kwargs):
         """`log p(x)` of the underlying distribution (conditional input routed)."""
-        return traversal.log_prob(self._distribution, x, conditional_input, **kwargs)
+        return contract.log_prob(self._distribution, x, conditional_input, **kwargs)
 
     def sample(self, sample_shape=(), seed=None, **kwargs):
         return self._distribution.sample(sample_shape, seed=seed, **kwargs)
@@ -155,7 +149,7 @@ class FlowModel(keras.Model):
     def initialize_from_data(self, x, conditional_input=None):
         """Data-dependent initialisation (ActNorm statistics, inducing points) from a batch."""
         x = tf.convert_to_tensor(x, dtype=self._distribution.dtype)
-        traversal.initialize_from_data(self._distribution, x, conditional_input)
+        contract.initialize_from_data(self._distribution, x, conditional_input)
 
     def get_config(self):
         if self._flow_spec is None:

@@ -17,8 +17,8 @@ regularisers).
 import keras
 import tensorflow as tf
 
-from tfp_flows.bijectors.traversal import log_prob
 from tfp_flows.internal import validation
+from tfp_flows.internal.contract import log_prob
 
 _REGISTRY = {}
 

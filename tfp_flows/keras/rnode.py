@@ -3,8 +3,8 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import traversal
 from tfp_flows.bijectors.ffjord import FFJORD
+from tfp_flows.internal import contract, tfp_compat
 from tfp_flows.keras import objectives
 
 
@@ -18,7 +18,7 @@ def _check_weight(value, name):
 
 def _density_order(bijector):
     """The bijectors of a (nested) chain in the order data meets them."""
-    if isinstance(bijector, traversal.CHAIN_TYPES):
+    if isinstance(bijector, tfp_compat.CHAIN_TYPES):
         return [b for part in bijector.bijectors for b in _density_order(part)]
     return [bijector]
 
@@ -59,7 +59,7 @@ class RNODE(objectives.Objective):
         self.jacobian_weight = _check_weight(jacobian_weight, "jacobian_weight")
 
     def __call__(self, distribution, x, *, conditional_input=None, seed=None, training=False):
-        if not isinstance(distribution, traversal.TRANSFORMED_TYPES):
+        if not isinstance(distribution, tfp_compat.TRANSFORMED_TYPES):
             raise TypeError("RNODE needs a TransformedDistribution of FFJORD blocks; "
                             f"got {type(distribution).__name__}.")
         parts = _density_order(distribution.bijector)
@@ -71,7 +71,7 @@ class RNODE(objectives.Objective):
         h = tf.convert_to_tensor(x, distribution.dtype)
         log_det, penalty = 0.0, 0.0
         for bijector, part_seed in zip(parts, seeds, strict=True):
-            kwargs = traversal.conditional_kwargs(bijector, conditional_input)
+            kwargs = contract.conditional_kwargs(bijector, conditional_input)
             if isinstance(bijector, FFJORD):
                 sol = bijector.solve(h, "inverse", seed=part_seed, regularize=regularize,
                                      **kwargs)

@@ -18,7 +18,7 @@ to `t1` (either direction: `t1 < t0` integrates backwards) with a
   that did not reach `t1` reports `success=False` (it never fails silently when
   `validate_args=True` in `odeint`).
 * `dopri5` takes two optional controls, used by the adjoint backward solve
-  (`tfp_flows.bijectors.adjoint`): `first_step`, a starting step size that
+  (`tfp_flows.ode.adjoint`): `first_step`, a starting step size that
   replaces Hairer's rule (saving its extra evaluation; a step that is too large
   is rejected and shrunk like any other), and `error_size`, the number of
   leading tensors of `y` that enter the error norm (a *seminorm*, Kidger et

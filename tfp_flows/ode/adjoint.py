@@ -44,13 +44,13 @@ steps from 61 to 37 (the forward solve: 50).
 
 import tensorflow as tf
 
-from tfp_flows.bijectors import ode
 from tfp_flows.internal import validation
+from tfp_flows.ode import solvers
 
 
 def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, num_active=None,
                    seminorm=True, reuse_step=True, error_size=None):
-    """`ode.odeint` whose gradient comes from the backward adjoint solve.
+    """`solvers.odeint` whose gradient comes from the backward adjoint solve.
 
     Args:
       fn: callable `(t, y, inputs) -> dy/dt`; `y`, `dy/dt` tuples of tensors,
@@ -59,7 +59,7 @@ def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, num_act
         gradients too.
       y0: tuple of tensors, the state at `t0`.
       inputs: tuple of float tensors (may be empty).
-      t0, t1, options, validate_args: as in `ode.odeint`.
+      t0, t1, options, validate_args: as in `solvers.odeint`.
       num_active: the number of leading tensors of `y` that `fn` reads (default:
         all). The others are *passive* integrals along the trajectory (such as
         FFJORD's log-determinant): `fn`'s output must not depend on their
@@ -68,10 +68,10 @@ def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, num_act
       seminorm: control the backward solve's error on `(y, a)` only.
       reuse_step: start the backward solve from the forward solve's last
         proposed step size.
-      error_size: as in `ode.odeint`, for the forward solve.
+      error_size: as in `solvers.odeint`, for the forward solve.
 
     Returns:
-      `(y1, stats)` as `ode.odeint`; the stats of the forward solve.
+      `(y1, stats)` as `solvers.odeint`; the stats of the forward solve.
     """
     y0, inputs = tuple(y0), tuple(inputs)
     num_y = len(y0)
@@ -84,9 +84,9 @@ def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, num_act
     @tf.custom_gradient
     def solve(*flat):
         y_start, extra = flat[:num_y], flat[num_y:]
-        y_end, stats, last_step = ode.solve(lambda t, y: fn(t, y, extra), y_start, t0, t1,
+        y_end, stats, last_step = solvers.solve(lambda t, y: fn(t, y, extra), y_start, t0, t1,
                                             options, error_size=error_size)
-        y_end = tuple(tf.identity(y) for y in ode.check_success(y_end, stats, validate_args))
+        y_end = tuple(tf.identity(y) for y in solvers.check_success(y_end, stats, validate_args))
 
         def grad(*grad_ys, variables=None):
             variables = list(variables or [])
@@ -113,11 +113,11 @@ def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, num_act
 
             start = (*y_end[:num_active], *grad_y[:num_active],
                      *(tf.zeros_like(c) for c in extra), *(tf.zeros_like(v) for v in variables))
-            end, stats_back, _ = ode.solve(
+            end, stats_back, _ = solvers.solve(
                 augmented, start, t1, t0, options,
                 first_step=last_step if reuse_step else None,
                 error_size=2 * num_active if seminorm else None)
-            end = ode.check_success(end, stats_back, validate_args)
+            end = solvers.check_success(end, stats_back, validate_args)
             grad_start = (*end[num_active:2 * num_active], *passive_a)
             grad_extra = end[2 * num_active:2 * num_active + len(extra)]
             grad_vars = list(end[2 * num_active + len(extra):])
@@ -126,4 +126,4 @@ def odeint_adjoint(fn, y0, inputs, t0, t1, options, validate_args=False, num_act
         return (*y_end, stats.nfe, stats.num_steps, stats.success), grad
 
     out = solve(*y0, *inputs)
-    return tuple(out[:num_y]), ode.SolveStats(*out[num_y:])
+    return tuple(out[:num_y]), solvers.SolveStats(*out[num_y:])

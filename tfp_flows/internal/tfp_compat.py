@@ -1,0 +1,61 @@
+"""Every access to private TensorFlow Probability, TensorFlow and Keras names, in one place.
+
+The library relies on a handful of names that TFP and TF do not export. Each is
+wrapped here, once, so that a change in a supported version breaks one module
+and one test (`tests/test_tfp_compat.py`) instead of failing somewhere deep in
+a family:
+
+* TFP's auto-composite constructors return private base classes when a part
+  is not a `CompositeTensor` (our bijectors hold Keras layers), so
+  `isinstance(d, tfd.TransformedDistribution)` is False for our flows; the
+  private bases are the types to test against (`CHAIN_TYPES`, ...).
+* `default_name(cls)`: TFP's snake-case naming of a class (`name_util`).
+* `bijector_cache(bijector)`: TFP's forward/inverse cache, which FFJORD fills
+  with the log-det of the solve it just ran.
+* `flatten_module(obj, predicate)`: `tf.Module._flatten`, the only walk over a
+  module's attributes that also looks into lists, dicts and non-module
+  attributes (how Keras layers held by TFP objects are found).
+"""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow_probability.python.bijectors.chain import _Chain
+from tensorflow_probability.python.bijectors.invert import _Invert
+from tensorflow_probability.python.distributions.transformed_distribution import (
+    _TransformedDistribution,
+)
+from tensorflow_probability.python.internal import name_util
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+CHAIN_TYPES = (_Chain,)
+INVERT_TYPES = (_Invert,)
+TRANSFORMED_TYPES = (_TransformedDistribution,)
+
+
+def default_name(cls):
+    """TFP's default name of an instance of `cls` (`ActNorm` -> `'act_norm'`)."""
+    return name_util.strip_invalid_chars(name_util.camel_to_lower_snake(cls.__name__))
+
+
+def bijector_cache(bijector):
+    """TFP's forward/inverse cache of `bijector` (`forward_attributes(x, **kwargs)` etc.)."""
+    return bijector._cache  # pylint: disable=protected-access
+
+
+def flatten_module(obj, predicate):
+    """Every value reachable from the `tf.Module` `obj` for which `predicate(value)` holds."""
+    return obj._flatten(predicate=predicate,  # pylint: disable=protected-access
+                        expand_composites=False)
+
+
+def replica_loss_scale():
+    """The factor Keras applies to a per-replica loss: `1 / num_replicas_in_sync`.
+
+    Keras sums gradients over replicas and multiplies the logged loss back, so
+    a loss written by hand (not a `keras.losses.Loss`) must carry this factor,
+    as Keras' own losses do.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return 1.0 / replicas if replicas > 1 else 1.0
