@@ -11,6 +11,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.internal import keras_owned
+from tfp_flows.internal.config import Configurable
 from tfp_flows.internal.math import UNIT_SOFTPLUS_SHIFT, soft_clamp
 from tfp_flows.nets.made import MADE
 from tfp_flows.nets.mlp import MLP
@@ -18,7 +19,7 @@ from tfp_flows.nets.mlp import MLP
 tfb = tfp.bijectors
 
 
-class AffineCouplingConditioner(tf.Module):
+class AffineCouplingConditioner(Configurable, tf.Module):
     """`shift_and_log_scale_fn` for `tfb.RealNVP` from an MLP.
 
     Call signature is TFP's: `fn(x_masked, output_units, conditional_input=None)`.
@@ -41,7 +42,7 @@ class AffineCouplingConditioner(tf.Module):
         return shift, soft_clamp(log_scale, self._bound)
 
 
-class SplineCouplingConditioner(tf.Module):
+class SplineCouplingConditioner(Configurable, tf.Module):
     """`bijector_fn` for `tfb.RealNVP` returning a `tfb.RationalQuadraticSpline`.
 
     The MLP emits `3K - 1` numbers per transformed dimension: K bin widths, K
@@ -79,7 +80,7 @@ class SplineCouplingConditioner(tf.Module):
                                            range_min=-self._bound)
 
 
-class MADEConditioner(tf.Module):
+class MADEConditioner(Configurable, tf.Module):
     """`shift_and_log_scale_fn` for `tfb.MaskedAutoregressiveFlow` from a Keras 3 MADE."""
 
     def __init__(self, event_size, hidden_units=(64, 64), activation="relu", conditional_size=0,

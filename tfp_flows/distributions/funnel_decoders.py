@@ -27,6 +27,7 @@ from tfp_flows.bijectors.conditioners import (
 from tfp_flows.bijectors.funnel_maps import ElementwiseAffine, ElementwiseSpline
 from tfp_flows.bijectors.permute import random_permutation
 from tfp_flows.internal import contract, keras_owned, validation
+from tfp_flows.internal.config import Configurable
 from tfp_flows.nets.mlp import MLP
 
 tfb = tfp.bijectors
@@ -47,7 +48,7 @@ def _scale(raw, min_scale):
     return tf.nn.softplus(raw + _UNIT_SCALE_SHIFT) + min_scale
 
 
-class GaussianDecoder(tf.Module):
+class GaussianDecoder(Configurable, tf.Module):
     """`p(x_minus | z) = N(mu(z), diag sigma(z)^2)`, `(mu, sigma) = MLP(z)`.
 
     `sigma = softplus(.) + min_scale`, so the density stays finite; a new
@@ -86,7 +87,7 @@ class GaussianDecoder(tf.Module):
         return loc + scale * tf.random.stateless_normal(tf.shape(loc), seed, dtype=loc.dtype)
 
 
-class FlowDecoder(tf.Module):
+class FlowDecoder(Configurable, tf.Module):
     """`p(x_minus | z)`: a conditional flow on `x_minus` with a standard normal base.
 
     In the density direction: a conditional elementwise affine map (the
@@ -150,7 +151,7 @@ class FlowDecoder(tf.Module):
         contract.initialize_from_data(self.flow, x_minus, conditional_input=z)
 
 
-class TileGaussianDecoder(tf.Module):
+class TileGaussianDecoder(Configurable, tf.Module):
     """Per-tile Gaussian `p(x_minus | z)` for the convolutional funnel (paper A.8).
 
     The image `[H, W, C]` is cut into `kh x kw` tiles; `z` holds `C` numbers per

@@ -22,6 +22,7 @@ import tensorflow_probability as tfp
 from tfp_flows.distributions.base import FlowDistribution
 from tfp_flows.distributions.importance import importance_sampled_log_prob
 from tfp_flows.internal import contract, keras_owned, validation
+from tfp_flows.internal.config import Configurable
 from tfp_flows.internal.math import soft_clamp
 from tfp_flows.nets.mlp import MLP
 
@@ -31,7 +32,7 @@ tfd = tfp.distributions
 _HALF_LOG_2PI = 0.9189385332046727
 
 
-class DiagonalGaussianConditional(tf.Module):
+class DiagonalGaussianConditional(Configurable, tf.Module):
     """`N(u; mu(z), diag sigma(z)^2)` with `mu` and `log sigma` two outputs of one MLP.
 
     `log sigma` is soft-clamped to `[-c, c]` (`c = log_scale_bound`). The MLP's

@@ -27,6 +27,7 @@ import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.conditioners import soft_clamp
 from tfp_flows.internal import keras_owned, validation
+from tfp_flows.internal.config import Configurable
 from tfp_flows.nets.mlp import MLP
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
@@ -43,7 +44,7 @@ def _standard_normal_log_prob(u):
     return -0.5 * tf.reduce_sum(tf.square(u), axis=-1) - u.shape[-1] * _HALF_LOG_TWO_PI
 
 
-class StandardNormalProposal(tf.Module):
+class StandardNormalProposal(Configurable, tf.Module):
     """`q(eps) = N(0, I_B)`, independent of x (the thesis' proposal).
 
     `log q(eps) = -|eps|^2 / 2 - (B / 2) log(2 pi)`.
@@ -62,7 +63,7 @@ class StandardNormalProposal(tf.Module):
         return eps, _standard_normal_log_prob(eps)
 
 
-class GaussianProposal(tf.Module):
+class GaussianProposal(Configurable, tf.Module):
     """Learned conditional proposal `q(eps | x) = N(mu(x), diag(exp(2 s(x))))`.
 
     `[mu, s_raw] = MLP(x)`, `s = c tanh(s_raw / c)` (soft-clamped log scale,
