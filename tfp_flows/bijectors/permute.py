@@ -19,7 +19,7 @@ def reverse_permutation(event_size):
 
 
 def block_permutations(event_size, num_blocks, seed=0):
-    """The scheme of Ferumal flows (seed 000): per block, a random permutation
+    """The scheme of Ferumal flows (English et al., 2024): per block, a random permutation
     before the first coupling and a reversal before the second.
 
     Returns a list of `2 * num_blocks` `tfb.Permute` bijectors in application

@@ -1,4 +1,6 @@
-"""Kernel machines over inducing points: the conditioners of Ferumal flows (seed 000).
+"""Kernel machines over inducing points: the conditioners of Ferumal flows.
+
+English, Kirchler and Lippert, "Kernelised Normalising Flows", ICLR 2024.
 
 A kernel machine maps `u in R^p` to `A k(W, u) in R^m`, where `W = [w_1..w_N]`
 are N inducing ("auxiliary") points in `R^p`, `k(W, u) = [k(w_n, u)]_n` and

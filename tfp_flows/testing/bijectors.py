@@ -4,13 +4,15 @@
 the event size it expects. `tests/test_generic_bijectors.py` runs every check
 in `CHECKS` on every case, eagerly, under `tf.function` and under
 `tf.function(jit_compile=True)`. Adding a bijector to the library means
-adding one line to `BIJECTORS`.
+adding one line to `BIJECTORS`; a user's own bijector is checked with
+`run_checks(BijectorCase(...), mode)` (the registry itself is read-only).
 
 Weights are perturbed before checking (`perturb_weights`): conditioners start
 at zero (the identity), which would make the log-det checks trivially true.
 """
 
 import dataclasses
+import types
 
 import keras
 import numpy as np
@@ -36,33 +38,42 @@ class BijectorCase:
       rtol: relative tolerance of the float64 Jacobian and round-trip checks;
         tighter than 1e-6 for closed-form maps, looser for ODE solves.
       input_scale: inputs are `input_scale * N(0, I)`.
+      slow_modes: modes whose run is slow (XLA compiles of 15-45 s on two CPU
+        cores); the test suite marks them `slow`.
     """
 
     make: object
     event_size: int = 4
     rtol: float = 1e-6
     input_scale: float = 1.0
+    slow_modes: tuple = ()
 
 
 def _chain_of(flow_fn, **kwargs):
     return lambda dtype: flow_fn(event_size=4, dtype=dtype, **kwargs).bijector
 
 
-BIJECTORS = {
+BIJECTORS = types.MappingProxyType({
     "act_norm": BijectorCase(lambda dtype: tffb.ActNorm(4, dtype=dtype)),
     "lu_linear": BijectorCase(lambda dtype: tffb.LULinear(4, seed=1, dtype=dtype)),
     "real_nvp": BijectorCase(_chain_of(flows.real_nvp, num_layers=2, hidden_units=(8,))),
+    # XLA compiles of these cost 15-45 s each on two cores; the same building blocks are
+    # compiled under XLA by default-run tests elsewhere, so their jit runs are `slow`.
     "real_nvp_actnorm": BijectorCase(
-        _chain_of(flows.real_nvp, num_layers=2, hidden_units=(8,), actnorm=True)),
-    "glow": BijectorCase(_chain_of(flows.glow, num_layers=2, hidden_units=(8,))),
-    "maf": BijectorCase(_chain_of(flows.maf, num_layers=2, hidden_units=(8,))),
+        _chain_of(flows.real_nvp, num_layers=2, hidden_units=(8,), actnorm=True),
+        slow_modes=("jit",)),
+    "glow": BijectorCase(_chain_of(flows.glow, num_layers=2, hidden_units=(8,)),
+                         slow_modes=("jit",)),
+    "maf": BijectorCase(_chain_of(flows.maf, num_layers=2, hidden_units=(8,)),
+                        slow_modes=("jit",)),
     # One layer: TFP's spline graph is large and chains are covered above.
     "neural_spline": BijectorCase(_chain_of(flows.neural_spline, num_layers=1, hidden_units=(8,),
-                                            bound=3.0)),
+                                            bound=3.0), slow_modes=("jit",)),
     # Exact-trace FFJORD, RK4 with 16 fixed steps: the integrated trace and the autodiff
     # Jacobian of the discrete RK4 map agree to O(h^4) (measured ~1e-6 in float64), hence rtol.
     "ffjord": BijectorCase(lambda dtype: tffb.FFJORD(
-        ODENet(4, (8,), dtype=dtype.name), solver="rk4", num_steps=16), rtol=1e-5),
+        ODENet(4, (8,), dtype=dtype.name), solver="rk4", num_steps=16), rtol=1e-5,
+        slow_modes=("jit",)),
     # Funnel maps F(.; x_minus) with a fixed x_minus baked in: the conditional affine coupling
     # map and the tiled (convolutional) FunnelLinear, 2 tiles of 2 channels. (The conditional
     # spline map is checked eagerly in tests/test_funnel.py: its traced graph takes ~2 min.)
@@ -89,16 +100,16 @@ BIJECTORS = {
         lambda dtype: tffb.KernelCoupling(4, 5, "matern32", seed=1, dtype=dtype)),
     "kernel_coupling_matern52": BijectorCase(
         lambda dtype: tffb.KernelCoupling(3, 5, "matern52", seed=1, dtype=dtype), event_size=3),
+    # Conditional flows at a fixed condition: the condition is routed through the chain.
+    "real_nvp_conditional": BijectorCase(lambda dtype: tffb.FixedConditional(
+        flows.real_nvp(4, 2, hidden_units=(8,), conditional_size=2, dtype=dtype).bijector,
+        [0.5, -0.3])),
+    "maf_conditional": BijectorCase(lambda dtype: tffb.FixedConditional(
+        flows.maf(4, 1, hidden_units=(8,), conditional_size=2, dtype=dtype).bijector,
+        [0.5, -0.3])),
     "ferumal_shared": BijectorCase(_chain_of(flows.ferumal, num_blocks=1, num_inducing=5,
                                              inducing="shared")),
-}
-
-
-def register_bijector(name, case):
-    """Adds a case (used by optional modules and by users' own bijectors)."""
-    if name in BIJECTORS:
-        raise ValueError(f"A bijector case named {name!r} already exists.")
-    BIJECTORS[name] = case
+})
 
 
 def keras_weights(obj):
@@ -115,9 +126,9 @@ def perturb_weights(obj, scale=0.3, seed=0):
     return obj
 
 
-def build(name, dtype=tf.float64, seed=0):
-    """Builds case `name` with perturbed weights."""
-    case = BIJECTORS[name]
+def build(case, dtype=tf.float64, seed=0):
+    """Builds `case` (a `BijectorCase` or a registry name) with perturbed weights."""
+    case = BIJECTORS[case] if isinstance(case, str) else case
     bijector = case.make(tf.as_dtype(dtype))
     return perturb_weights(bijector, seed=seed), case
 
@@ -246,12 +257,13 @@ CHECKS = {
 }
 
 
-def run_checks(name, mode, dtype=tf.float64, checks=None):
-    """Runs `checks` (default: all) on case `name` in `mode`.
+def run_checks(case, mode, dtype=tf.float64, checks=None):
+    """Runs `checks` (default: all) on `case` (a `BijectorCase` or a registry name) in `mode`.
 
     Raises `AssertionError` listing every check that failed, by name.
     """
-    bijector, case = build(name, dtype)
+    name = case if isinstance(case, str) else type(case.make).__name__
+    bijector, case = build(case, dtype)
     out = _compute(bijector, case, mode)
     failures = []
     for check in checks or sorted(CHECKS):
@@ -266,7 +278,7 @@ def run_checks(name, mode, dtype=tf.float64, checks=None):
 __all__ = ["BATCH_SHAPES", "BIJECTORS", "CHECKS", "MODES", "BijectorCase", "build",
            "check_batch_shapes", "check_gradients", "check_jacobian",
            "check_log_det_consistency", "check_round_trip", "keras_weights", "perturb_weights",
-           "register_bijector", "run_checks"]
+           "run_checks"]
 
 # Keep `keras` and `tfp` imported for users who extend the registry from here.
 del keras, tfp
