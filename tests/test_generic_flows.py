@@ -11,7 +11,7 @@ def _cases():
         case = testing.FLOWS[name]
         for conditional in (False, True):
             for check in testing.FLOW_CHECKS:
-                marks = pytest.mark.slow if check in case.slow_checks else ()
+                marks = pytest.mark.slow if case.is_slow(check, conditional) else ()
                 mode = "conditional" if conditional else "plain"
                 yield pytest.param(name, conditional, check, marks=marks,
                                    id=f"{name}-{mode}-{check}")

@@ -247,7 +247,10 @@ def log_prob(distribution, x, conditional_input=None, seed=None, **kwargs):
 
     `kwargs` (e.g. `num_samples`) go to the library distribution that takes
     them (the distribution itself, or a transformed distribution's base).
+    A missing, unexpected or wrong-sized condition raises `ValueError`
+    (`check_conditional_input`).
     """
+    conditional_input = check_conditional_input(distribution, conditional_input)
     if isinstance(distribution, TRANSFORMED_TYPES) and not hasattr(distribution, _SIZE_ATTR):
         base_seed, bij_seed = (None, None) if seed is None else tfp.random.split_seed(
             seed, n=2, salt="log_prob")
@@ -284,6 +287,7 @@ def sample(distribution, sample_shape=(), conditional_input=None, seed=None, **k
     `conditional_input` is `[C]` (all samples share it) or `[*sample_shape, C]`
     (one condition per sample).
     """
+    conditional_input = check_conditional_input(distribution, conditional_input)
     shape = (int(sample_shape),) if np.ndim(sample_shape) == 0 else tuple(
         int(s) for s in sample_shape)
     c = conditional_input

@@ -51,24 +51,33 @@ class FlowCase:
       kwargs: keyword arguments of `FlowModel.from_flow(name, ...)` (small nets).
       event_size: the flow's data dimension D.
       objective: the objective it trains with ('nll' or 'elbo').
-      slow_checks: checks too slow for the default test run (XLA compiles of
-        large graphs on two CPU cores); the test suite marks them `slow`.
+      slow_checks: checks too slow for the default test run, by name, or as
+        `"check:plain"` / `"check:conditional"` for one mode; the test suite
+        marks them `slow`. The XLA compile of one training step costs 10-100 s
+        on two CPU cores, so by default `fit_step` is slow; a few small flows
+        compile it in the default run in the conditional mode (the families'
+        own tests compile the unconditional ones).
     """
 
     kwargs: dict
     event_size: int = 2
     objective: str = "nll"
-    slow_checks: tuple = ()
+    slow_checks: tuple = ("fit_step",)
+
+    def is_slow(self, check, conditional):
+        mode = "conditional" if conditional else "plain"
+        return check in self.slow_checks or f"{check}:{mode}" in self.slow_checks
 
 
 _TINY = {"hidden_units": (4,)}
+_FAST_FIT = ("fit_step:plain",)
 _LATENT = {"num_importance_samples": 4, "prior_hidden_units": (4,),
            "posterior_hidden_units": (4,), "st_hidden_units": (4,)}
 
 FLOWS = types.MappingProxyType({
     "real_nvp": FlowCase({"event_size": 2, "num_layers": 2, **_TINY}),
     "glow": FlowCase({"event_size": 2, "num_layers": 2, **_TINY}),
-    "maf": FlowCase({"event_size": 2, "num_layers": 2, **_TINY}),
+    "maf": FlowCase({"event_size": 2, "num_layers": 2, **_TINY}, slow_checks=_FAST_FIT),
     "neural_spline": FlowCase({"event_size": 2, "num_layers": 1, "num_bins": 4, **_TINY}),
     "ferumal": FlowCase({"event_size": 2, "num_blocks": 1, "num_inducing": 4}),
     "ffjord": FlowCase({"event_size": 2, "solver": "rk4", "num_steps": 4, **_TINY}),
@@ -79,16 +88,17 @@ FLOWS = types.MappingProxyType({
     "funnel_slice": FlowCase({"event_size": 3, "latent_size": 2, "num_layers": 2,
                               "num_bins": 4, **_TINY}, event_size=3),
     "funnel_mlp": FlowCase({"event_size": 3, "latent_sizes": (2,), "num_bins": 3, **_TINY},
-                           event_size=3),
+                           event_size=3, slow_checks=_FAST_FIT),
     "funnel_conv": FlowCase({"image_shape": (2, 2), "num_layers": 1, "hidden_units": (4,),
                              "decoder_hidden_units": (4,)}, event_size=4),
     "mlp_flow": FlowCase({"event_size": 2, "num_layers": 2, "num_bins": 3}),
     "augmented_real_nvp": FlowCase({"event_size": 2, "num_augment": 1, "num_layers": 2,
-                                    "num_samples": 4, **_TINY}, objective="elbo"),
+                                    "num_samples": 4, **_TINY}, objective="elbo",
+                                   slow_checks=_FAST_FIT),
     "marginalizing_flow": FlowCase({"event_size": 2, "num_augment": 1, "num_blocks": 1,
                                     "num_samples": 4, **_TINY}, objective="elbo"),
     "lgf_maf": FlowCase({"event_size": 2, "num_layers": 1, **_TINY, **_LATENT},
-                        objective="elbo"),
+                        objective="elbo", slow_checks=_FAST_FIT),
     "lgf_real_nvp": FlowCase({"event_size": 2, "num_layers": 2, **_TINY, **_LATENT},
                              objective="elbo"),
 })
