@@ -1,8 +1,8 @@
 """Synthetic densities in any dimension.
 
 `gaussian_power` is the synthetic benchmark of S. de Boer, "Marginalizing
-Flows", BSc thesis, Radboud University Nijmegen, 2020 (Sec. 2.2.1, Table 2): standard-normal samples raised
-elementwise to an integer power psi.
+Flows", BSc thesis, Radboud University Nijmegen, 2020 (Sec. 2.2.1, Table 2):
+standard-normal samples raised elementwise to an integer power psi.
 """
 
 import numbers
