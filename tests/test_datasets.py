@@ -573,3 +573,40 @@ def test_load_errors():
 def test_uci_require_file_rejects_none():
     with pytest.raises(ValueError, match=r"POWER: `data_dir` is required; got None"):
         uci.load_power(None)
+
+
+# -- conditional toys --------------------------------------------------------------------
+
+
+def test_conditional_toys_return_aligned_conditions():
+    for name, dim in (("rotated_moons", 2), ("bimodal_sine", 1)):
+        split = datasets.load(name, num_samples=40, seed=3)
+        assert split.train.shape == (40, dim) and split.test.shape == (10, dim)
+        for part in ("train", "validation", "test"):
+            c = split.conditions[part]
+            assert c.dtype == np.float32 and c.shape == (len(getattr(split, part)), 1)
+        again = datasets.load(name, num_samples=40, seed=3)
+        np.testing.assert_array_equal(again.conditions["train"], split.conditions["train"])
+
+
+def test_rotated_moons_rotates_by_the_condition():
+    y, c = datasets.rotated_moons(2000, seed=0, noise=0.0)
+    # Rotation keeps the norm: |y| does not depend on the angle, so the mean norm is the
+    # same for small and large conditions (within sampling error of 2000 points).
+    small, large = np.abs(c[:, 0]) < 0.3, np.abs(c[:, 0]) > 0.7
+    norm = np.linalg.norm(y, axis=1)
+    assert abs(norm[small].mean() - norm[large].mean()) < 0.15
+    # ... while the direction of the mean point turns with c.
+    pos, neg = c[:, 0] > 0.7, c[:, 0] < -0.7
+    assert np.dot(y[pos].mean(0), y[neg].mean(0)) < 0.5 * np.linalg.norm(y[pos].mean(0)) ** 2
+
+
+def test_bimodal_sine_log_prob_is_the_generating_density():
+    y, c = datasets.bimodal_sine(20000, seed=1, noise=0.1)
+    # Sample mean of log p(y | c) = minus the conditional entropy: mixture of two
+    # well-separated N(., 0.1^2) halves -> h = log 2 + 0.5 log(2 pi e 0.01).
+    mean = datasets.conditional.conditional_log_prob("bimodal_sine", y, c).mean()
+    expected = -(np.log(2.0) + 0.5 * np.log(2 * np.pi * np.e * 0.01))
+    assert abs(mean - expected) < 0.02
+    with pytest.raises(ValueError, match="`name` must be 'bimodal_sine'"):
+        datasets.conditional.conditional_log_prob("rotated_moons", y, c)

@@ -7,6 +7,7 @@ a `Split`. `load(name, ...)` reaches all of them by name; `available()` lists
 the names.
 """
 
+from tfp_flows.datasets.conditional import bimodal_sine, rotated_moons
 from tfp_flows.datasets.registry import available, load
 from tfp_flows.datasets.synthetic import gaussian_power
 from tfp_flows.datasets.tabular import (
@@ -40,11 +41,13 @@ __all__ = [
     "AnomalySplit",
     "Split",
     "available",
+    "bimodal_sine",
     "checkerboard",
     "eight_gaussians",
     "four_circles",
     "gaussian_power",
     "line",
+    "rotated_moons",
     "load",
     "load_breast_cancer",
     "load_bsds300",

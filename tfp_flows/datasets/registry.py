@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tfp_flows.datasets import tabular, toy, uci
+from tfp_flows.datasets import conditional, tabular, toy, uci
 from tfp_flows.datasets.synthetic import gaussian_power
 from tfp_flows.datasets.toy import _check_positive_int, _check_seed
 
@@ -26,7 +26,8 @@ _UCI = {
 
 def available():
     """Returns the names accepted by `load`, in a fixed order."""
-    return [*toy.TOY_DATASETS, "gaussian_power", *_REAL, *_UCI]
+    return [*toy.TOY_DATASETS, *conditional.CONDITIONAL_DATASETS, "gaussian_power", *_REAL,
+            *_UCI]
 
 
 def _split_seeds(seed):
@@ -41,13 +42,19 @@ def _generated(name, sample_fn, num_samples, seed, kwargs):
     seeds = _split_seeds(_check_seed(seed))
     sizes = (num_samples, num_held_out, num_held_out)
     arrays = [sample_fn(n, seed=s, **kwargs) for n, s in zip(sizes, seeds, strict=True)]
+    if isinstance(arrays[0], tuple):  # conditional data: (y, c) pairs
+        conditions = dict(zip(("train", "validation", "test"), (a[1] for a in arrays),
+                              strict=True))
+        return tabular.Split(*(a[0] for a in arrays), name=name, conditions=conditions)
     return tabular.Split(*arrays, name=name)
 
 
 def load(name, num_samples=None, seed=0, data_dir=None, **kwargs):
     """Loads a data set by name as a `Split`.
 
-    Generated data (the 2-D toy sets and ``"gaussian_power"``) gets a fresh
+    Generated data (the 2-D toy sets, the conditional toys ``"rotated_moons"``
+    and ``"bimodal_sine"``, whose `Split.conditions` hold each row's condition,
+    and ``"gaussian_power"``) gets a fresh
     train set of `num_samples` points (default 1000) and validation and test
     sets of ``num_samples // 4`` points each, drawn with three different seeds
     derived from `seed`; it is not standardised. Real data sets are loaded with
@@ -76,11 +83,13 @@ def load(name, num_samples=None, seed=0, data_dir=None, **kwargs):
     key = name.lower() if isinstance(name, str) else name
     if key not in available():
         raise ValueError(f"Unknown dataset {name!r}; available: {', '.join(available())}.")
-    if key in toy.TOY_DATASETS or key == "gaussian_power":
-        if num_samples is None:
-            num_samples = _DEFAULT_NUM_SAMPLES
-        if key in toy.TOY_DATASETS:
-            return _generated(key, toy.TOY_DATASETS[key], num_samples, seed, kwargs)
+    generators = {**toy.TOY_DATASETS, **conditional.CONDITIONAL_DATASETS}
+    if key in generators:
+        return _generated(key, generators[key],
+                          _DEFAULT_NUM_SAMPLES if num_samples is None else num_samples, seed,
+                          kwargs)
+    if key == "gaussian_power":
+        num_samples = _DEFAULT_NUM_SAMPLES if num_samples is None else num_samples
         missing = [arg for arg in ("dim", "psi") if arg not in kwargs]
         if missing:
             raise ValueError(

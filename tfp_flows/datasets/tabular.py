@@ -42,6 +42,9 @@ class Split:
       labels: None, or a dict from split name (``"train"``, ``"validation"``,
         ``"test"``, and ``"anomalous"`` for `AnomalySplit`) to an int array of
         class labels aligned with that split's rows.
+      conditions: None, or (conditional data sets) a dict from split name to
+        the float32 array ``[n, C]`` of conditions aligned with that split's
+        rows: `train[i]` was drawn from ``p(y | conditions["train"][i])``.
     """
 
     train: np.ndarray
@@ -49,6 +52,7 @@ class Split:
     test: np.ndarray
     name: str
     labels: dict | None = None
+    conditions: dict | None = None
 
     @property
     def dim(self):
