@@ -516,6 +516,8 @@ def test_available_lists_every_dataset():
         "two_spirals",
         "eight_gaussians",
         "gaussian_power",
+        "rotated_moons",
+        "bimodal_sine",
         "digits",
         "breast_cancer",
         "wine",
