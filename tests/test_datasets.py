@@ -527,7 +527,7 @@ def test_available_lists_every_dataset():
         "miniboone",
         "bsds300",
     }
-    assert set(datasets.available()) == expected and len(datasets.available()) == 17
+    assert set(datasets.available()) == expected and len(datasets.available()) == 19
 
 
 @pytest.mark.parametrize("name", sorted(toy.TOY_DATASETS))
