@@ -7,16 +7,23 @@ layers then receive the saved weights (`tfp_flows.keras.FlowModel.get_config`
 uses it, so `model.save` / `keras.saving.load_model` and
 `keras.callbacks.ModelCheckpoint` work for any such model).
 
-What is recorded for each part:
+What is recorded for each part, and how it is rebuilt:
 
-| part | recorded | rebuilt by |
-|---|---|---|
-| library bijector / distribution (`tfb.Bijector` / `tfd.Distribution` subclass in `tfp_flows`) | constructor arguments (`parameters`, filtered by the constructor's signature) | its constructor |
-| TFP bijector / distribution of `TFP_BIJECTORS` / `TFP_DISTRIBUTIONS` | constructor arguments (`parameters`), and a `mark_conditional` declaration | its constructor (then `mark_conditional`) |
-| library `tf.Module` part (`internal.config.Configurable`: conditioners, decoders, proposals, heads) | `init_arguments` | its constructor |
-| Keras 3 layer (registered serialisable, e.g. `tfp_flows.nets.*`) | `keras.saving.serialize_keras_object` | `keras.saving.deserialize_keras_object` |
-| tensor, NumPy array, non-trainable `tf.Variable` | values (nested lists) and dtype | `tf.constant`, `np.asarray`, `tf.Variable` |
-| Python scalars, str, None, list, tuple, dict (str keys), `tf.DType`, `tf.TensorShape` | themselves | themselves |
+* a library bijector or distribution (a `tfb.Bijector` / `tfd.Distribution`
+  subclass in `tfp_flows`), or a TFP one of `TFP_BIJECTORS` /
+  `TFP_DISTRIBUTIONS`: its constructor arguments (`parameters`, filtered by
+  the constructor's signature; defaults left out), and for a TFP bijector a
+  `contract.mark_conditional` declaration; rebuilt by its constructor (then
+  `mark_conditional`);
+* a library `tf.Module` part (`internal.config.Configurable`: conditioners,
+  funnel decoders, proposals, Gaussian heads): its `init_arguments`; rebuilt
+  by its constructor;
+* a Keras 3 layer (a registered serialisable class, e.g. `tfp_flows.nets.*`):
+  `keras.saving.serialize_keras_object`; rebuilt by
+  `keras.saving.deserialize_keras_object`;
+* a tensor, NumPy array or non-trainable `tf.Variable`: values (nested lists)
+  and dtype; Python scalars, str, None, lists, tuples, dicts with str keys,
+  `tf.DType` and `tf.TensorShape`: themselves.
 
 Keras layers built *inside* a constructor are rebuilt by it; layers passed
 *in* as arguments (`KernelCoupling(inducing_points=...)`,
@@ -150,7 +157,14 @@ def _constructor_arguments(cls, arguments, path):
         _fail(path, f"a {cls.__name__} whose constructor signature cannot be read")
     out = {}
     for name, param in list(signature.parameters.items())[1:]:
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or name == "parameters":
+        if param.kind is param.VAR_KEYWORD:
+            out.update(arguments.get(name) or {})  # recorded `**kwargs`
+            continue
+        if param.kind is param.VAR_POSITIONAL:
+            if arguments.get(name):
+                _fail(path, f"a {cls.__name__} built with extra positional arguments")
+            continue
+        if name == "parameters":  # TFP's pass-through of a subclass's parameters
             continue
         if name not in arguments or arguments[name] is param.default:
             continue
