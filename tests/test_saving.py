@@ -67,7 +67,8 @@ def test_kernel_coupling_chain_with_shared_points_round_trips(moons, tmp_path):
     with tf.GradientTape() as tape:
         loss = -tf.reduce_mean(loaded.log_prob(moons))
     variables = loaded.trainable_variables
-    keras.optimizers.SGD(0.1).apply_gradients(zip(tape.gradient(loss, variables), variables))
+    grads = tape.gradient(loss, variables)
+    keras.optimizers.SGD(0.1).apply_gradients(zip(grads, variables, strict=True))
     shared = chain[1].inducing_points.points.numpy()
     assert not np.allclose(shared, points.points.numpy())
     np.testing.assert_array_equal(chain[5].inducing_points.points.numpy(), shared)

@@ -181,6 +181,7 @@ class FlowModel(keras.Model):
         model._flow_spec = {"flow": flow, "flow_kwargs": flow_kwargs}
         return model
 
+
 def _unpack(inputs):
     if isinstance(inputs, dict):
         unknown = set(inputs) - {"x", "conditional_input"}
