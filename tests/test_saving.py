@@ -253,3 +253,44 @@ def test_float64_flow_round_trips(tmp_path):
     tff.testing.perturb_weights(model.distribution, scale=0.1)
     loaded = _round_trip(model, str(tmp_path / "d.keras"), x)
     assert loaded.distribution.dtype == tf.float64
+
+
+_SMALL = dict(hidden_units=(8,))
+_EVERY_FLOW = {
+    "real_nvp": dict(event_size=2, num_layers=2, **_SMALL),
+    "glow": dict(event_size=2, num_layers=2, **_SMALL),
+    "maf": dict(event_size=2, num_layers=2, **_SMALL),
+    "neural_spline": dict(event_size=2, num_layers=2, num_bins=4, **_SMALL),
+    "ferumal": dict(event_size=2),
+    "ffjord": dict(event_size=2),
+    "funnel_nsf": dict(event_size=3, num_layers=2, num_bins=4, **_SMALL),
+    "funnel_glow": dict(event_size=3, num_layers=2, **_SMALL),
+    "funnel_slice": dict(event_size=3, num_layers=2, **_SMALL),
+    "funnel_mlp": dict(event_size=3, **_SMALL),
+    "mlp_flow": dict(event_size=3),
+    "funnel_conv": dict(image_shape=[4, 4], num_layers=1, hidden_units=[8]),
+    "augmented_real_nvp": dict(event_size=2, num_augment=1, num_layers=2, **_SMALL),
+    "marginalizing_flow": dict(event_size=2, num_augment=1, num_blocks=1),
+    "lgf_real_nvp": dict(event_size=2, num_layers=2, **_SMALL),
+    "lgf_maf": dict(event_size=2, num_layers=2, **_SMALL),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flow", sorted(_EVERY_FLOW))
+def test_every_registered_flow_round_trips_as_an_object(flow, tmp_path):
+    model = FlowModel(tff.flows.build_flow(flow, **_EVERY_FLOW[flow]))
+    size = model.distribution.event_shape[-1]
+    x = np.random.default_rng(0).normal(size=(16, size)).astype(np.float32)
+    model.initialize_from_data(x)
+    tff.testing.perturb_weights(model.distribution, scale=0.1)
+    kwargs = {"seed": (1, 2)} if contract.takes_seed(model.distribution) else {}
+    if hasattr(model.distribution, "num_samples"):
+        kwargs["num_samples"] = 4
+    loaded = _round_trip(model, str(tmp_path / "m.keras"), x, **kwargs)
+    assert len(loaded.flow_layers) == len(model.flow_layers)
+
+
+@pytest.mark.slow
+def test_every_registered_flow_has_a_saving_case():
+    assert sorted(_EVERY_FLOW) == tff.flows.available_flows()
