@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfp_flows.flows import build_flow  # the package: importing it registers every flow
-from tfp_flows.internal import contract, keras_owned, tfp_compat
+from tfp_flows.internal import contract, keras_owned, serialization, tfp_compat
 from tfp_flows.keras import objectives
 
 
@@ -152,20 +152,34 @@ class FlowModel(keras.Model):
         contract.initialize_from_data(self._distribution, x, conditional_input)
 
     def get_config(self):
-        if self._flow_spec is None:
-            raise TypeError(
-                "This FlowModel was built from a distribution object, which has no config; save "
-                "its weights with `model.save_weights(...)`, or build it with "
-                "`FlowModel.from_flow(name, ...)` to use `model.save`.")
-        return {**self._flow_spec, "objective": objectives.serialize(self.objective),
+        """`{"flow": name, "flow_kwargs": ...}` for `from_flow` models, else
+        `{"distribution": serialization.serialize(distribution)}`; plus the objective,
+        seed, validate_args and name.
+
+        Raises:
+          TypeError: a part of the distribution cannot be saved (the message names its
+            path, e.g. `distribution.bijector.bijectors[2].shift_and_log_scale_fn`).
+        """
+        if self._flow_spec is not None:
+            spec = dict(self._flow_spec)
+        else:
+            spec = {"distribution": serialization.serialize(self._distribution)}
+        return {**spec, "objective": objectives.serialize(self.objective),
                 "seed": self.seed, "validate_args": self.validate_args, "name": self.name}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        return cls.from_flow(config.pop("flow"), objective=objectives.get(config.pop("objective")),
-                             seed=config.pop("seed", 0), validate_args=config.pop(
-                                 "validate_args", False), **config.pop("flow_kwargs"))
+        kwargs = dict(objective=objectives.get(config.pop("objective", None)),
+                      seed=config.pop("seed", 0), validate_args=config.pop("validate_args", False))
+        if config.get("name") is not None:
+            kwargs["name"] = config.pop("name")
+        if "distribution" in config:
+            return cls(serialization.deserialize(config.pop("distribution")), **kwargs)
+        flow, flow_kwargs = config.pop("flow"), dict(config.pop("flow_kwargs", {}))
+        model = cls(build_flow(flow, **flow_kwargs), **kwargs)
+        model._flow_spec = {"flow": flow, "flow_kwargs": flow_kwargs}
+        return model
 
 
 def _unpack(inputs):
