@@ -94,8 +94,20 @@ def median_heuristic(x, points=None, max_rows=1000, seed=0):
     return med if med > 0 else 1.0
 
 
+class _InitializedOnce:
+    """A non-trainable `initialized` flag: data-dependent initialisation runs once."""
+
+    def _add_initialized_flag(self):
+        self.initialized = self.add_weight(shape=(), initializer="zeros", name="initialized",
+                                           trainable=False)
+
+    @property
+    def is_initialized(self):
+        return float(self.initialized.numpy()) > 0
+
+
 @keras.saving.register_keras_serializable(package="tfp_flows")
-class InducingPoints(keras.layers.Layer):
+class InducingPoints(_InitializedOnce, keras.layers.Layer):
     """Holds `N` inducing points `W: [N, p]` (a Keras weight) and an init flag.
 
     Built in the constructor. Initialised as `N(0, I)` draws (the scale of
@@ -116,13 +128,8 @@ class InducingPoints(keras.layers.Layer):
         init = keras.initializers.RandomNormal(stddev=1.0, seed=self.seed)
         self.points = self.add_weight(shape=(self.num_points, self.point_size),
                                       initializer=init, name="points")
-        self.initialized = self.add_weight(shape=(), initializer="zeros", name="initialized",
-                                           trainable=False)
+        self._add_initialized_flag()
         self.built = True
-
-    @property
-    def is_initialized(self):
-        return float(self.initialized.numpy()) > 0
 
     def variable(self):
         """The `tf.Variable` behind `W` (what the bijector computes with)."""
@@ -153,7 +160,7 @@ class InducingPoints(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
-class KernelMachine(keras.layers.Layer):
+class KernelMachine(_InitializedOnce, keras.layers.Layer):
     """`u -> (A_s k(W, u), A_t k(W, u))` with a learnable or fixed length scale.
 
     The inducing points are passed to `call` (they live in an `InducingPoints`
@@ -192,13 +199,8 @@ class KernelMachine(keras.layers.Layer):
         self.log_length_scale = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(init), name="log_length_scale",
             trainable=self.learn_length_scale)
-        self.initialized = self.add_weight(shape=(), initializer="zeros", name="initialized",
-                                           trainable=False)
+        self._add_initialized_flag()
         self.built = True
-
-    @property
-    def is_initialized(self):
-        return float(self.initialized.numpy()) > 0
 
     def set_length_scale(self, u, points):
         """Median-heuristic length scale between `u` and `points`, once.
