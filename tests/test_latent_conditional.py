@@ -302,6 +302,8 @@ def test_missing_extra_and_wrong_size_conditions_raise(key):
                                              "unconditional flow"):
             call(plain, c)
         assert name  # every entry point checks
+    with pytest.raises(ValueError, match=r"\[n, C\] = \[4, C\] \(one per sample\); got 3"):
+        cond.sample(4, seed=(0, 1), conditional_input=tf.zeros([3, C]))
 
 
 def test_construction_errors_for_conditions():
@@ -331,10 +333,10 @@ def test_construction_errors_for_conditions():
 
 
 @pytest.mark.parametrize("key,jit", [("lgf_maf", True), ("lgf_real_nvp", False),
-                                     ("augmented_real_nvp", True), ("marginalizing_flow", False)])
+                                     ("augmented_real_nvp", False), ("marginalizing_flow", False)])
 def test_flow_model_trains_one_elbo_step_on_a_condition(key, jit):
-    model = FlowModel.from_flow(key, objective="elbo", event_size=2, conditional_size=C,
-                                **SMALL[key])
+    small = {**SMALL[key], **({"num_layers": 1} if "num_layers" in SMALL[key] else {})}
+    model = FlowModel.from_flow(key, objective="elbo", event_size=2, conditional_size=C, **small)
     model.compile(keras.optimizers.Adam(1e-2), jit_compile=jit)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 2)).astype("float32")

@@ -12,7 +12,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.distributions.base import FlowDistribution
-from tfp_flows.distributions.importance import align_condition, importance_sampled_log_prob
+from tfp_flows.distributions.importance import (
+    align_condition,
+    condition_rows,
+    importance_sampled_log_prob,
+    sample_rows,
+)
 from tfp_flows.distributions.proposals import StandardNormalProposal
 from tfp_flows.internal import contract, keras_owned, validation
 
@@ -247,9 +252,8 @@ class Augmented(FlowDistribution):
     def _sample_n(self, n, seed=None, conditional_input=None):
         c = contract.check_conditional_input(self, conditional_input, self.dtype,
                                              type(self).__name__)
-        if c is not None and c.shape.rank is not None and c.shape.rank > 2:
-            c = tf.reshape(c, [-1, c.shape[-1]])
-        y = contract.sample(self._flow, [n], conditional_input=c, seed=seed)
+        c = condition_rows(c, n, type(self).__name__)
+        y = sample_rows(self._flow, n, c, seed, type(self).__name__)
         return y[..., :self.event_size]
 
     def initialize_from_data(self, x, conditional_input=None, seed=(0, 0)):

@@ -36,7 +36,7 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.internal import validation
+from tfp_flows.internal import contract, validation
 from tfp_flows.internal.math import default_chunk_size
 
 DEFAULT_MAX_CHUNK = 100
@@ -80,6 +80,37 @@ def align_condition(x, conditional_input):
     x = tf.broadcast_to(x, tf.concat([batch, tf.shape(x)[-1:]], 0))
     c = tf.broadcast_to(c, tf.concat([batch, tf.shape(c)[-1:]], 0))
     return x, c
+
+
+def condition_rows(conditional_input, n, owner):
+    """A checked condition `[C]` (shared) or `[n, C]` / `[*sample_shape, C]` as `[n, C]`."""
+    c = conditional_input
+    if c is None:
+        return None
+    if c.shape.rank == 1:
+        return tf.broadcast_to(c, tf.stack([tf.cast(n, tf.int32), tf.shape(c)[0]]))
+    c = tf.reshape(c, [-1, c.shape[-1]])
+    static_n, rows = tf.get_static_value(n), tf.compat.dimension_value(c.shape[0])
+    if static_n is not None and rows is not None and rows != int(static_n):
+        raise ValueError(f"{owner}: `conditional_input` must have shape [C] (every sample with "
+                         f"one condition) or [n, C] = [{int(static_n)}, C] (one per sample); "
+                         f"got {rows} conditions.")
+    return c
+
+
+def sample_rows(distribution, n, conditional_input=None, seed=None, owner="sample"):
+    """`n` samples `[n, D]` of a part (a base or wrapped flow), condition and seeds routed.
+
+    `conditional_input` is `[n, C]` (or None). A dynamic `n` works for an
+    unconditional part that draws no extra seeds.
+    """
+    static_n = tf.get_static_value(n)
+    if static_n is not None:
+        return contract.sample(distribution, [int(static_n)], conditional_input, seed)
+    if conditional_input is None and not contract.takes_seed(distribution):
+        return distribution.sample(n, seed=seed)
+    raise ValueError(f"{owner}: sampling with a `conditional_input` (or from a part that takes "
+                     "seeds) needs a static sample size; got a dynamic one.")
 
 
 def importance_sampled_log_prob(log_weight_fn, x, num_samples, seed=None, chunk_size=None,

@@ -30,8 +30,10 @@ import tensorflow_probability as tfp
 from tfp_flows.distributions.base import FlowDistribution
 from tfp_flows.distributions.importance import (
     align_condition,
+    condition_rows,
     importance_sampled_log_prob,
     resolve_chunk_size,
+    sample_rows,
 )
 from tfp_flows.internal import contract, keras_owned, validation
 from tfp_flows.nets.gaussian import GaussianHead
@@ -291,15 +293,11 @@ class LGF(FlowDistribution):
     def _sample_n(self, n, seed=None, conditional_input=None):
         c = contract.check_conditional_input(self, conditional_input, self.dtype,
                                              type(self).__name__)
-        if c is not None:
-            if c.shape.rank is not None and c.shape.rank > 2:
-                c = tf.reshape(c, [-1, c.shape[-1]])
-            c = contract.broadcast_condition(c, [n], owner=type(self).__name__)
+        c = condition_rows(c, n, type(self).__name__)
         seed = tfp.random.sanitize_seed(seed)
         base_seed, *layer_seeds = tfp.random.split_seed(seed, n=2 * len(self._layers) + 1,
                                                          salt="lgf_sample")
-        z = contract.sample(self._base, [n], conditional_input=self._base_condition(c),
-                            seed=base_seed)
+        z = sample_rows(self._base, n, self._base_condition(c), base_seed, type(self).__name__)
         # Generative direction: the last layer in density order acts first.
         for i in reversed(range(len(self._layers))):
             if self._dirac:
