@@ -17,7 +17,7 @@ is the importance-sampled estimate of `log p(x | c)`: biased low for finite S,
 consistent as S grows (Burda et al., 2016). For the paper's layer
 `G(x; u) = s(u) * g(x) + t(u)` the log-determinant is
 `log|det Dg(x)| + sum_i log s_i(u)` (a product of scales; the paper's
-`det Dg(x) * sum_i s_i(u)` is a typo, see `bijectors.ContinuouslyIndexed`).
+`det Dg(x) * sum_i s_i(u)` is wrong, see `bijectors.ContinuouslyIndexed`).
 
 `p(u_l | z, c)` and `q(u_l | z, c)` are `nets.GaussianHead`s (`scale="exp"`):
 `N(mu(z, c), diag sigma(z, c)^2)` with a soft-clamped log-scale, starting at
