@@ -40,7 +40,7 @@ class FixedConditional(tfb.Bijector):
         with tf.name_scope(name) as scope:
             self._bijector = bijector
             self._condition = contract.check_conditional_input(
-                bijector, conditional_input, bijector.dtype, "FixedConditional")
+                bijector, conditional_input, owner="FixedConditional")
             super().__init__(forward_min_event_ndims=1, dtype=bijector.dtype,
                              validate_args=validate_args, parameters=parameters, name=scope)
         contract.declare(self, conditional_size=0)

@@ -41,9 +41,6 @@ from tfp_flows.nets.gaussian import GaussianHead
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-# Kept as a name: LGF's p(u | z, c) and q(u | z, c) are the library's one Gaussian head.
-DiagonalGaussianConditional = GaussianHead
-
 
 class LGF(FlowDistribution):
     """A stack of continuously indexed layers on a base distribution, trained by the ELBO.

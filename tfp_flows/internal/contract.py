@@ -173,7 +173,11 @@ def check_conditional_input(obj, conditional_input, dtype=None, owner=None):
         raise ValueError(f"{owner}: `conditional_input` must be None for an unconditional flow "
                          "(build it with `conditional_size=C` to condition it); got a "
                          f"{type(conditional_input).__name__}.")
-    dtype = dtype or getattr(obj, "dtype", None) or tf.float32
+    given = getattr(conditional_input, "dtype", None)
+    given = tf.as_dtype(given) if given is not None else None
+    # A chain has no dtype of its own: use its parts', else the condition's, else float32.
+    dtype = dtype or dtype_of(obj, None) or (given if given is not None and given.is_floating
+                                             else tf.float32)
     if isinstance(conditional_input, tf.Tensor | tf.Variable) and not (
             conditional_input.dtype.is_floating or conditional_input.dtype.is_integer):
         raise TypeError(f"{owner}: `conditional_input` must be numeric; got dtype "
@@ -267,33 +271,53 @@ def log_prob(distribution, x, conditional_input=None, seed=None, **kwargs):
                                                            seed, **kwargs))
 
 
+def _shape_tensor(sample_shape):
+    """`sample_shape` (int, sequence or tensor) as an int32 vector, and its static value."""
+    shape = tf.reshape(tf.cast(sample_shape, tf.int32), [-1])
+    static = tf.get_static_value(shape)
+    return shape, None if static is None else tuple(int(s) for s in static)
+
+
 def broadcast_condition(conditional_input, sample_shape, owner="sample"):
-    """A condition `[C]` or `[*sample_shape, C]` as `[prod(sample_shape), C]`."""
+    """A condition `[C]` or `[*sample_shape, C]` as `[prod(sample_shape), C]`.
+
+    `sample_shape` may be known only at run time (inside `tf.function`); then a
+    per-sample condition is checked at run time too.
+    """
     c = conditional_input
-    shape = tuple(int(s) for s in sample_shape)
-    n = int(np.prod(shape)) if shape else 1
+    shape, static = _shape_tensor(sample_shape)
+    n = tf.reduce_prod(shape)
+    size = tf.shape(c)[-1]
     if c.shape.rank == 1:
-        return tf.broadcast_to(c, [n, c.shape[-1]])
-    if tuple(c.shape[:-1]) == shape or (c.shape.rank == 2 and c.shape[0] == n):
-        return tf.reshape(c, [n, c.shape[-1]])
-    raise ValueError(f"{owner}: `conditional_input` must have shape [C] (every sample with one "
-                     f"condition) or [*sample_shape, C] = {[*shape, 'C']} (one condition per "
-                     f"sample); got shape {c.shape} for sample_shape {list(shape)}.")
+        return tf.broadcast_to(c, tf.stack([n, size]))
+    expected = "[C] (every sample with one condition) or [*sample_shape, C]"
+    if static is not None:
+        total = int(np.prod(static)) if static else 1
+        if tuple(c.shape[:-1]) == static or (c.shape.rank == 2 and c.shape[0] == total):
+            return tf.reshape(c, [total, c.shape[-1]])
+        raise ValueError(f"{owner}: `conditional_input` must have shape {expected} = "
+                         f"{[*static, 'C']} (one condition per sample); got shape {c.shape} for "
+                         f"sample_shape {list(static)}.")
+    flat = tf.reshape(c, tf.stack([-1, size]))
+    with tf.control_dependencies([tf.debugging.assert_equal(
+            tf.shape(flat)[0], n, message=f"{owner}: `conditional_input` must have shape "
+                                          f"{expected}: one condition per sample.")]):
+        return tf.identity(flat)
 
 
 def sample(distribution, sample_shape=(), conditional_input=None, seed=None, **kwargs):
     """`distribution.sample(sample_shape)` with the condition and seeds routed to every part.
 
     `conditional_input` is `[C]` (all samples share it) or `[*sample_shape, C]`
-    (one condition per sample).
+    (one condition per sample). A missing, unexpected or wrong-sized condition
+    raises `ValueError` (`check_conditional_input`).
     """
     conditional_input = check_conditional_input(distribution, conditional_input)
-    shape = (int(sample_shape),) if np.ndim(sample_shape) == 0 else tuple(
-        int(s) for s in sample_shape)
+    shape, static = _shape_tensor(sample_shape)
     c = conditional_input
     if c is not None:
-        c = broadcast_condition(c, shape)
-    n = int(np.prod(shape)) if shape else 1
+        c = broadcast_condition(c, shape if static is None else static)
+    n = tf.reduce_prod(shape) if static is None else (int(np.prod(static)) if static else 1)
     seed = tfp.random.sanitize_seed(seed, salt="sample")
     if isinstance(distribution, TRANSFORMED_TYPES) and not hasattr(distribution, _SIZE_ATTR):
         base_seed, bij_seed = tfp.random.split_seed(seed, n=2, salt="sample")
@@ -309,6 +333,25 @@ def sample(distribution, sample_shape=(), conditional_input=None, seed=None, **k
         out = distribution.sample(n, seed=seed, **_distribution_kwargs(distribution, c, None,
                                                                         **kwargs))
     return tf.reshape(out, tf.concat([shape, tf.shape(out)[1:]], 0))
+
+
+def dtype_of(obj, default=tf.float32):
+    """The dtype of `obj`, or of its first part that has one (a `tfb.Chain` has none)."""
+    if getattr(obj, "dtype", None) is not None:
+        return tf.as_dtype(obj.dtype)
+    for part in _members(obj):
+        dtype = dtype_of(part, None)
+        if dtype is not None:
+            return dtype
+    return default
+
+
+def _members(obj):
+    """Parts of a TFP composite, looking into library wrappers' `bijector` too."""
+    found = parts(obj)
+    if not found and isinstance(getattr(obj, "bijector", None), tfb.Bijector):
+        found = [obj.bijector]
+    return found
 
 
 # -- data-dependent initialisation -------------------------------------------------
