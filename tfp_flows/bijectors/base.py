@@ -26,7 +26,7 @@ def keras_layer_name(scope, suffix):
     return scope.strip("/").replace("/", "_") + suffix
 
 
-class KerasBijector(tfb.Bijector):
+class KerasBijector(contract.Declared, tfb.Bijector):
     """A `tfb.Bijector` on vectors `[..., event_size]` whose weights Keras 3 owns.
 
     Keras 3 does not track `tf.Variable`s assigned to a TFP object, TFP does not
@@ -162,20 +162,6 @@ class KerasBijector(tfb.Bijector):
                                  "`keras_owned.build_layer(layer, input_shape)`); got an "
                                  "unbuilt layer.")
         return dict(layers)
-
-    @property
-    def event_size(self):
-        return self._event_size
-
-    @property
-    def conditional_size(self):
-        """Size of the `conditional_input` this bijector takes (0: none)."""
-        return contract.conditional_size(self)
-
-    @property
-    def log_prob_kind(self):
-        """How exact the log-determinant is (`contract.KINDS`); exact unless overridden."""
-        return contract.EXACT
 
     @classmethod
     def _parameter_properties(cls, dtype):

@@ -18,7 +18,7 @@ from tfp_flows.internal import contract, keras_owned, validation
 tfd = tfp.distributions
 
 
-class FlowDistribution(tfd.Distribution):
+class FlowDistribution(contract.Declared, tfd.Distribution):
     """Base class: event shape `[event_size]`, batch shape `[]`, Keras-owned weights.
 
     Subclasses implement `_log_prob(x, **kwargs)` and `_sample_n(n, seed=None,
@@ -42,15 +42,6 @@ class FlowDistribution(tfd.Distribution):
             reparameterization_type=reparameterization_type or tfd.FULLY_REPARAMETERIZED,
             validate_args=validate_args, allow_nan_stats=allow_nan_stats,
             parameters=parameters, name=name or type(self).__name__)
-
-    @property
-    def event_size(self):
-        return self._event_size
-
-    @property
-    def conditional_size(self):
-        """Size of the `conditional_input` this distribution takes (0: none)."""
-        return contract.conditional_size(self)
 
     @property
     def log_prob_kind(self):

@@ -50,10 +50,23 @@ def _common(event_size, num_layers, index_size, dtype, coupling, conditional_siz
     return event_size, num_layers, index_size, validation.float_dtype(dtype), conditional_size
 
 
-def _stack(layers, event_size, index_size, dtype, base, conditional_size, **lgf_kwargs):
+def _indexed(g, i, event_size, index_size, dtype, conditional_size, options):
+    """Layer `i`: `ContinuouslyIndexed(g)` with the builder's `s`/`t` options."""
+    return ContinuouslyIndexed(event_size, index_size, bijector=g,
+                               hidden_units=options["st_hidden_units"],
+                               activation=options["activation"],
+                               log_scale_bound=options["log_scale_bound"], dtype=dtype,
+                               conditional_size=conditional_size, name=f"lgf_layer_{i}")
+
+
+def _stack(layers, event_size, index_size, dtype, conditional_size, options):
+    """The `LGF` of `layers`, with the builder's base, prior/posterior and sampling options."""
+    base = options["base"]
     base = standard_normal(event_size, dtype) if base is None else base
+    keys = ("prior_hidden_units", "posterior_hidden_units", "activation", "dirac",
+            "num_importance_samples")
     return LGF(layers, index_size, base=base, event_size=event_size, dtype=dtype,
-               conditional_size=conditional_size, **lgf_kwargs)
+               conditional_size=conditional_size, **{k: options[k] for k in keys})
 
 
 @register_flow("lgf_maf")
@@ -80,8 +93,10 @@ def lgf_maf(event_size, num_layers=5, index_size=None, hidden_units=(50, 50),
     log_p = model.distribution.log_prob(x_test, num_samples=1000, seed=(0, 1))
     ```
     """
+    options = dict(locals())
     event_size, num_layers, index_size, dtype, conditional_size = _common(
         event_size, num_layers, index_size, dtype, False, conditional_size)
+    sizes = (event_size, index_size, dtype, conditional_size)
     layers = []
     for i in range(num_layers):
         cond = MADEConditioner(event_size, hidden_units, activation, conditional_size,
@@ -90,15 +105,8 @@ def lgf_maf(event_size, num_layers=5, index_size=None, hidden_units=(50, 50),
         if conditional_size:
             made = mark_conditional(made, conditional_size)
         g = tfb.Chain([reverse_permutation(event_size), made]) if i > 0 else made
-        layers.append(ContinuouslyIndexed(event_size, index_size, bijector=g,
-                                          hidden_units=st_hidden_units, activation=activation,
-                                          log_scale_bound=log_scale_bound, dtype=dtype,
-                                          conditional_size=conditional_size,
-                                          name=f"lgf_layer_{i}"))
-    return _stack(layers, event_size, index_size, dtype, base, conditional_size,
-                  prior_hidden_units=prior_hidden_units,
-                  posterior_hidden_units=posterior_hidden_units, activation=activation,
-                  dirac=dirac, num_importance_samples=num_importance_samples)
+        layers.append(_indexed(g, i, *sizes, options))
+    return _stack(layers, *sizes, options)
 
 
 @register_flow("lgf_real_nvp")
@@ -124,9 +132,11 @@ def lgf_real_nvp(event_size, num_layers=4, index_size=None, index_mode="affine",
     elbo = lgf.elbo(x, seed=(0, 1))
     ```
     """
+    options = dict(locals())
     validation.one_of(index_mode, "index_mode", ("affine", "coupling"))
     event_size, num_layers, index_size, dtype, conditional_size = _common(
         event_size, num_layers, index_size, dtype, True, conditional_size)
+    sizes = (event_size, index_size, dtype, conditional_size)
     perms = block_permutations(event_size, (num_layers + 1) // 2, seed)
     layers = []
     for i in range(num_layers):
@@ -139,14 +149,5 @@ def lgf_real_nvp(event_size, num_layers=4, index_size=None, index_mode="affine",
         if index_mode == "coupling":
             layers.append(tfb.Chain([perms[i], coupling], name=f"lgf_layer_{i}"))
         else:
-            layers.append(ContinuouslyIndexed(event_size, index_size,
-                                              bijector=tfb.Chain([perms[i], coupling]),
-                                              hidden_units=st_hidden_units,
-                                              activation=activation,
-                                              log_scale_bound=log_scale_bound, dtype=dtype,
-                                              conditional_size=conditional_size,
-                                              name=f"lgf_layer_{i}"))
-    return _stack(layers, event_size, index_size, dtype, base, conditional_size,
-                  prior_hidden_units=prior_hidden_units,
-                  posterior_hidden_units=posterior_hidden_units, activation=activation,
-                  dirac=dirac, num_importance_samples=num_importance_samples)
+            layers.append(_indexed(tfb.Chain([perms[i], coupling]), i, *sizes, options))
+    return _stack(layers, *sizes, options)

@@ -92,6 +92,28 @@ def weakest(kinds):
     return max((check_kind(k) for k in kinds), key=KINDS.index, default=EXACT)
 
 
+class Declared:
+    """Mixin of the library's base classes: the contract's properties, read from `declare`.
+
+    `event_size` (set `self._event_size`), `conditional_size` (from the
+    declaration) and `log_prob_kind` (`"exact"` unless a subclass overrides it).
+    """
+
+    @property
+    def event_size(self):
+        return self._event_size
+
+    @property
+    def conditional_size(self):
+        """Size of the `conditional_input` this object takes (0: none)."""
+        return getattr(self, _SIZE_ATTR, 0)
+
+    @property
+    def log_prob_kind(self):
+        """How exact the log-density (bijectors: the log-determinant) is; one of `KINDS`."""
+        return EXACT
+
+
 # -- the walk ----------------------------------------------------------------------
 
 
