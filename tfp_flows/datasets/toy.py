@@ -1,8 +1,11 @@
 """Two-dimensional toy densities for flow experiments.
 
-Each generator has the signature ``fn(num_samples, seed=0, noise=...)`` and
-returns a ``float32`` array of shape ``[num_samples, 2]`` drawn i.i.d. from a
-fixed density, scaled so that almost all mass lies in ``[-4, 4]^2``.
+Each generator has the signature ``fn(num_samples, seed=0, noise=...)``
+(`num_samples` a positive int, `seed` a non-negative int seed of
+``np.random.default_rng``, `noise` a non-negative std whose meaning each
+generator states) and returns a ``float32`` array of shape
+``[num_samples, 2]`` drawn i.i.d. from a fixed density, scaled so that almost
+all mass lies in ``[-4, 4]^2``.
 Randomness comes only from ``np.random.default_rng(seed)``: the same seed
 gives the same array, and no global RNG state is read or changed.
 
@@ -90,13 +93,7 @@ def two_moons(num_samples, seed=0, noise=0.1):
     ``[-3, 3] x [-1.5, 2]``. Same geometry as sklearn's ``make_moons``, which
     we do not call so that this module only needs numpy.
 
-    Args:
-      num_samples: Positive int, number of samples.
-      seed: Non-negative int seed for ``np.random.default_rng``.
-      noise: Std of the Gaussian noise, before the factor-2 scaling.
-
-    Returns:
-      float32 array of shape ``[num_samples, 2]``.
+    `noise`: Std of the Gaussian noise, before the factor-2 scaling.
     """
     n, rng, noise = _setup(num_samples, seed, noise)
     t = rng.uniform(0.0, np.pi, n)
@@ -119,13 +116,7 @@ def four_circles(num_samples, seed=0, noise=0.05):
     noise): ``E[x_1^2] = E[r^2] / 2 = r_0^2 (1 + 4 + 9 + 16) / 8 = 1``, so the
     outer ring has radius about 2.07.
 
-    Args:
-      num_samples: Positive int, number of samples.
-      seed: Non-negative int seed for ``np.random.default_rng``.
-      noise: Std of the isotropic Gaussian noise.
-
-    Returns:
-      float32 array of shape ``[num_samples, 2]``.
+    `noise`: Std of the isotropic Gaussian noise.
     """
     n, rng, noise = _setup(num_samples, seed, noise)
     radius = rng.integers(1, 5, n) / np.sqrt(3.75)
@@ -141,13 +132,7 @@ def pinwheel(num_samples, seed=0, noise=0.1):
     ``1 + 0.3 z_1`` and a tangential coordinate ``noise * z_2``; rotate by the
     arm angle plus ``0.25 exp(radial)`` (which curls the arm); scale by 2.
 
-    Args:
-      num_samples: Positive int, number of samples.
-      seed: Non-negative int seed for ``np.random.default_rng``.
-      noise: Tangential std of each arm (FFJORD uses 0.1).
-
-    Returns:
-      float32 array of shape ``[num_samples, 2]``.
+    `noise`: Tangential std of each arm (FFJORD uses 0.1).
     """
     n, rng, noise = _setup(num_samples, seed, noise)
     num_arms, radial_std, rate = 5, 0.3, 0.25
@@ -169,13 +154,7 @@ def line(num_samples, seed=0, noise=0.01):
     noise of std `noise`. With ``noise=0`` this is FFJORD's degenerate "line"
     (used by the Ferumal-flows toy experiments), whose density is singular.
 
-    Args:
-      num_samples: Positive int, number of samples.
-      seed: Non-negative int seed for ``np.random.default_rng``.
-      noise: Std of the isotropic Gaussian noise (0 for an exact line).
-
-    Returns:
-      float32 array of shape ``[num_samples, 2]``.
+    `noise`: Std of the isotropic Gaussian noise (0 for an exact line).
     """
     n, rng, noise = _setup(num_samples, seed, noise)
     t = rng.uniform(-2.5, 2.5, n)
@@ -189,13 +168,7 @@ def checkerboard(num_samples, seed=0, noise=0.0):
     ``[-2, 2]^2``, scaled by 2 to ``[-4, 4]^2``; optional Gaussian jitter of std
     `noise` (FFJORD uses none).
 
-    Args:
-      num_samples: Positive int, number of samples.
-      seed: Non-negative int seed for ``np.random.default_rng``.
-      noise: Std of the isotropic Gaussian jitter.
-
-    Returns:
-      float32 array of shape ``[num_samples, 2]``.
+    `noise`: Std of the isotropic Gaussian jitter.
     """
     n, rng, noise = _setup(num_samples, seed, noise)
     x1 = rng.uniform(-2.0, 2.0, n)
@@ -211,13 +184,7 @@ def two_rectangles(num_samples, seed=0, noise=0.0):
     Its support is disconnected, which a single bijective flow from a Gaussian
     cannot represent exactly.
 
-    Args:
-      num_samples: Positive int, number of samples.
-      seed: Non-negative int seed for ``np.random.default_rng``.
-      noise: Std of the isotropic Gaussian jitter.
-
-    Returns:
-      float32 array of shape ``[num_samples, 2]``.
+    `noise`: Std of the isotropic Gaussian jitter.
     """
     n, rng, noise = _setup(num_samples, seed, noise)
     side = np.where(rng.random(n) < 0.5, -1.0, 1.0)
@@ -234,13 +201,7 @@ def two_spirals(num_samples, seed=0, noise=0.1):
     for the second spiral (probability 1/2), divided by 3, plus isotropic
     Gaussian noise of std `noise`. The data lies roughly in ``[-3.5, 3.5]^2``.
 
-    Args:
-      num_samples: Positive int, number of samples.
-      seed: Non-negative int seed for ``np.random.default_rng``.
-      noise: Std of the final Gaussian noise (FFJORD uses 0.1).
-
-    Returns:
-      float32 array of shape ``[num_samples, 2]``.
+    `noise`: Std of the final Gaussian noise (FFJORD uses 0.1).
     """
     n, rng, noise = _setup(num_samples, seed, noise)
     s = np.sqrt(rng.random(n)) * 3.0 * np.pi
@@ -258,13 +219,7 @@ def eight_gaussians(num_samples, seed=0, noise=_EIGHT_GAUSSIANS_STD):
     draws ``(4 c + 0.5 z) / 1.414``; we divide by ``sqrt(2)`` exactly, so the
     default `noise` ``0.5 / sqrt(2)`` matches it.
 
-    Args:
-      num_samples: Positive int, number of samples.
-      seed: Non-negative int seed for ``np.random.default_rng``.
-      noise: Std of each mixture component.
-
-    Returns:
-      float32 array of shape ``[num_samples, 2]``.
+    `noise`: Std of each mixture component.
     """
     n, rng, noise = _setup(num_samples, seed, noise)
     angle = rng.integers(0, 8, n) * (np.pi / 4.0)
