@@ -7,6 +7,9 @@ reproduces the preprocessing and the train/validation/test split of the MAF
 code (github.com/gpapamak/maf, ``datasets/*.py``), including its quirks, which
 are noted per loader. Outputs are float32 `Split`s, as in MAF.
 
+Every loader `load_NAME(data_dir)` takes the MAF ``data/`` folder and returns
+a `Split` named after the data set (``"power"``, ...); it raises
+`FileNotFoundError` naming the file when the folder or a file is missing.
 Expected layout under `data_dir`: ``power/data.npy``, ``gas/ethylene_CO.pickle``,
 ``hepmass/1000_train.csv`` and ``hepmass/1000_test.csv``,
 ``miniboone/data.npy``, ``BSDS300/BSDS300.hdf5``. GAS needs pandas and
@@ -102,12 +105,6 @@ def load_power(data_dir):
     (ddof 0) of train + validation. Sizes on the real data: 1,659,917 /
     184,435 / 204,928.
 
-    Args:
-      data_dir: The MAF ``data/`` folder.
-
-    Returns:
-      `Split` named ``"power"``.
-
     Raises:
       FileNotFoundError: If the folder or ``power/data.npy`` is missing.
       ValueError: If the array is not ``[N, 8]`` with N >= 11.
@@ -141,12 +138,6 @@ def load_gas(data_dir):
     *whole* data set (MAF does this before splitting); test = last 10%,
     validation = last 10% of the rest. No shuffling. Sizes on the real data:
     852,174 / 94,685 / 105,206.
-
-    Args:
-      data_dir: The MAF ``data/`` folder.
-
-    Returns:
-      `Split` named ``"gas"``.
 
     Raises:
       FileNotFoundError: If the folder or the pickle is missing.
@@ -211,12 +202,6 @@ def load_hepmass(data_dir):
     A constant training feature (std 0) would give NaN in MAF; here it is
     treated as all-equal, so the same rule removes it.
 
-    Args:
-      data_dir: The MAF ``data/`` folder.
-
-    Returns:
-      `Split` named ``"hepmass"``.
-
     Raises:
       FileNotFoundError: If the folder or a CSV is missing.
       ValueError: If the test columns (after the drop) differ from the train
@@ -262,12 +247,6 @@ def load_miniboone(data_dir):
     of the rest, no shuffling; standardise with the mean and std (ddof 0) of
     train + validation. Sizes on the real data: 29,556 / 3,284 / 3,648.
 
-    Args:
-      data_dir: The MAF ``data/`` folder.
-
-    Returns:
-      `Split` named ``"miniboone"``.
-
     Raises:
       FileNotFoundError: If the folder or ``miniboone/data.npy`` is missing.
       ValueError: If the array is not 2-D with at least 11 rows.
@@ -287,12 +266,6 @@ def load_bsds300(data_dir):
     minus the sum of the others), so nothing else is done here; in particular
     no pixel is dropped again. Sizes on the real data: 1,000,000 / 50,000 /
     250,000.
-
-    Args:
-      data_dir: The MAF ``data/`` folder.
-
-    Returns:
-      `Split` named ``"bsds300"``.
 
     Raises:
       FileNotFoundError: If the folder or the HDF5 file is missing.
