@@ -1,4 +1,4 @@
-"""Funnels (seed 001): exact density, sampling, Jacobians, conv funnel, training, errors."""
+"""Funnels: exact density, sampling, Jacobians, conv funnel, training, errors."""
 
 import keras
 import numpy as np

@@ -80,14 +80,17 @@ def sample_at_temperature(distribution, n, temperature, seed=None, conditional_i
       TypeError: another library distribution (it has no temperature).
     """
     seed = tfp.random.sanitize_seed(seed, salt="temperature")
+    c = contract.check_conditional_input(distribution, conditional_input, distribution.dtype,
+                                         owner="sample_at_temperature")
+    if c is not None:
+        c = contract.broadcast_condition(c, [n], owner="sample_at_temperature")
     if isinstance(distribution, Funnel):
-        return contract.sample(distribution, n, conditional_input, seed, temperature=temperature)
+        return contract.sample(distribution, n, c, seed, temperature=temperature)
     if isinstance(distribution, tfp_compat.TRANSFORMED_TYPES):
         base_seed, bij_seed = tfp.random.split_seed(seed, n=2, salt="temperature")
-        c = conditional_input
-        if c is not None and contract.is_conditional(distribution):
-            c = contract.broadcast_condition(tf.convert_to_tensor(c, distribution.dtype), [n])
-        u = sample_at_temperature(distribution.distribution, n, temperature, base_seed, c)
+        inner = distribution.distribution
+        u = sample_at_temperature(inner, n, temperature, base_seed,
+                                  c if contract.is_conditional(inner) else None)
         return distribution.bijector.forward(u, **contract.route(distribution.bijector, c,
                                                                  bij_seed))
     if isinstance(distribution, FlowDistribution):
