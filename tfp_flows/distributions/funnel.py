@@ -281,14 +281,14 @@ class Funnel(FlowDistribution):
         z = self._map.inverse(x_plus, **kw)
         return z, x_minus, ldj + self._map.inverse_log_det_jacobian(x_plus, event_ndims=1, **kw)
 
-    def _inputs(self, x, conditional_input):
-        """Checked `x` and `c`, broadcast to one batch shape."""
-        x = self._check_input(x)
+    def _inputs(self, x, conditional_input, size=None):
+        """`x` (data, or latents of `size`) and the checked `c`, broadcast to one batch shape."""
+        x = self._check_input(x) if size is None else tf.convert_to_tensor(x, self.dtype)
         c = self._condition(conditional_input)
         if c is None:
             return x, None
         batch = tf.broadcast_dynamic_shape(tf.shape(x)[:-1], tf.shape(c)[:-1])
-        return (tf.broadcast_to(x, tf.concat([batch, [self.event_size]], 0)),
+        return (tf.broadcast_to(x, tf.concat([batch, [size or self.event_size]], 0)),
                 tf.broadcast_to(c, tf.concat([batch, [self.conditional_size]], 0)))
 
     def _log_prob(self, x, conditional_input=None, seed=None):
@@ -317,12 +317,7 @@ class Funnel(FlowDistribution):
 
     def decode(self, z, seed=None, conditional_input=None):
         """`x` from latents `z`: `x_minus ~ p_phi(. | z, c)`, `x_plus = F(z; x_minus, c)`."""
-        z = tf.convert_to_tensor(z, self.dtype)
-        c = self._condition(conditional_input)
-        if c is not None:
-            batch = tf.broadcast_dynamic_shape(tf.shape(z)[:-1], tf.shape(c)[:-1])
-            z = tf.broadcast_to(z, tf.concat([batch, [self.latent_size]], 0))
-            c = tf.broadcast_to(c, tf.concat([batch, [self.conditional_size]], 0))
+        z, c = self._inputs(z, conditional_input, size=self.latent_size)
         x_minus = self._decoder.sample(z, seed=seed, **self._decoder_kwargs(c))
         x_plus = self._map.forward(z, **self._map_kwargs(x_minus, c))
         h = self._merge(x_minus, x_plus)
