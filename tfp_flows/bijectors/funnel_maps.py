@@ -170,7 +170,7 @@ class ElementwiseAffine(_Elementwise):
 
 
 class ElementwiseSpline(_Elementwise):
-    """Monotone rational-quadratic spline per dimension (Durkan et al., 2019).
+    """Monotone rational-quadratic spline per dimension (knots: `spline_parameters`).
 
     On `[-bound, bound]` the map is a spline with `num_bins` bins whose widths,
     heights and interior slopes come from `MLP(x_minus)` (a coupling layer whose

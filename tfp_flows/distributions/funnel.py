@@ -68,7 +68,8 @@ def _dropped_indices(dropped, event_size):
 
 
 def sample_at_temperature(distribution, n, temperature, seed=None, conditional_input=None):
-    """`n` samples with the base noise scaled by `temperature` (Glow's trick).
+    """`n` samples with the base noise scaled by `temperature` (the trick of D. P. Kingma
+    and P. Dhariwal, "Glow: Generative flow with invertible 1x1 convolutions", NeurIPS 2018).
 
     Funnels recurse into `p_Z` (`sample(..., temperature=T)`); a transformed
     distribution scales its base sample and maps it through its bijector (the

@@ -19,6 +19,9 @@ arXiv:2112.08069, 2021. Each builder returns a `tfp_flows.distributions.Funnel`
 "One flow layer replaced by a funnel" (paper A.6): of `num_layers` steps,
 step `funnel_layer` is the funnel, the ones before act on x, the ones after
 on z. The default latent is 25% smaller than the data (`round(0.75 D)`).
+The slice surjection is from D. Nielsen, P. Jaini, E. Hoogeboom, O. Winther and
+M. Welling, "SurVAE Flows: Surjections to bridge the gap between VAEs and
+flows", NeurIPS 2020.
 
 Every builder takes `conditional_size=C`: with `C > 0` it returns a
 conditional density `p(x | c)` (`log_prob(x, conditional_input=c)`), every
@@ -230,7 +233,8 @@ def funnel_mlp(event_size, latent_sizes=None, num_bins=5, bound=4.0, hidden_unit
         f = FunnelLinear(latent, size - latent, seed=seed + i, dtype=dtype,
                          name=f"funnel_linear_{i}", extra_conditional_size=cond)
         dec = funnel_decoders.GaussianDecoder(size - latent, latent, hidden_units,
-                                              dtype=dtype.name, conditional_size=cond)
+                                              dtype=dtype.name, name=f"decoder_{i}",
+                                              conditional_size=cond)
         dist = Funnel(size, size - latent, dist, dec, f, pre, name=f"funnel_mlp_{i}",
                       conditional_size=cond)
     return dist
@@ -343,6 +347,7 @@ def funnel_conv(image_shape, kernel_size=2, num_funnels=1, num_layers=2, actnorm
                          name=f"conv_funnel_{i}", extra_conditional_size=cond)
         dec = funnel_decoders.TileGaussianDecoder((lh, lw, c), per_tile * c, neighbourhood,
                                                   decoder_hidden_units, dtype=dtype.name,
+                                                  name=f"tile_decoder_{i}",
                                                   conditional_size=cond)
         size = int(np.prod(shape))
         pre = ActNorm(size, dtype=dtype) if (i == 0 and actnorm) else None
