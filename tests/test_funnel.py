@@ -1,4 +1,4 @@
-"""Funnels (seed 001): exact density, sampling, Jacobians, conv funnel, training, errors."""
+"""Funnels: exact density, sampling, Jacobians, conv funnel, training, errors."""
 
 import keras
 import numpy as np
@@ -24,6 +24,7 @@ def _normal(size, dtype=F64):
 
 def _funnel_2d(kind, seed=0):
     """A 2-D -> 1-D funnel with random non-trivial weights (float64)."""
+    keras.utils.set_random_seed(seed)  # the hidden layers' Glorot initialisation
     if kind == "spline_gaussian":
         f = ElementwiseSpline(1, 1, num_bins=4, bound=3.0, hidden_units=(8,), dtype=F64)
         dec = GaussianDecoder(1, 1, hidden_units=(8,), dtype="float64")

@@ -1,8 +1,11 @@
 """Conditional maps `F` for funnels: bijections of `x_plus` given `x_minus`.
 
-A funnel (Klein et al., "Funnels", seed 001) keeps `x_plus` and drops `x_minus`;
-its latent is `z = F^-1(x_plus; x_minus)`. Every class here is a `tfb.Bijector`
-on `x_plus` that takes the dropped coordinates as `conditional_input=`:
+A funnel (S. Klein, J. A. Raine, S. Pina-Otey, S. Voloshynovskiy and
+T. Golling, "Funnels: Exact maximum likelihood with dimensionality
+reduction", arXiv:2112.08069, 2021) keeps `x_plus` and drops `x_minus`; its
+latent is `z = F^-1(x_plus; x_minus)`. Every class here is a `tfb.Bijector`
+on `x_plus` that takes the dropped coordinates as `conditional_input=` (a
+conditional funnel `p(x | c)` passes `concat([x_minus, c])`):
 
 * forward (sampling direction): `x_plus = F(z; x_minus)`,
 * inverse (density direction): `z = F^-1(x_plus; x_minus)`,
@@ -12,14 +15,15 @@ on `x_plus` that takes the dropped coordinates as `conditional_input=`:
 |---|---|---|
 | `ElementwiseAffine` | `(x_plus - t(x_minus)) * exp(-s(x_minus))` | `-sum s` |
 | `ElementwiseSpline` | monotone RQ spline per dim, knots from `x_minus` | sum of log slopes |
-| `FunnelLinear` | `R x_plus + W' x_minus + b`, R in LU form | `num_tiles * log|det R|` |
+| `FunnelLinear` | `R x_plus + W' x_minus + V c + b`, R in LU form | `num_tiles * log|det R|` |
 
 `FunnelLinear` with `num_tiles > 1` is the convolutional funnel: an image cut
 into non-overlapping tiles (kernel stride equal to its width), one element of
 each tile kept, the same kernel `[R, W']` applied to every tile. For the 1-D
 kernel `[a, b]` with stride 2 over `n` inputs this gives
-`log|det| = (n/2) log|a|`; the paper's Eq. (7) writes `log((n/2)|a|)`, which
-is not the log-determinant of the map (DESIGN.md 3.2).
+`log|det| = (n/2) log|a|` (the Jacobian is block diagonal with `n/2` blocks
+`a`); the paper's Eq. (7) writes `log((n/2)|a|)`, which is not the
+log-determinant of the map.
 
 With `conditional_size=0` the elementwise maps hold free parameters and are
 plain bijections (the F-MLP's learnable spline activation).
@@ -36,7 +40,38 @@ from tfp_flows.nets.mlp import MLP, Parameters
 
 tfb = tfp.bijectors
 
-# softplus(0 + log(e - 1)) = 1: a zero conditioner output gives unit knot slopes.
+MIN_BIN_FRACTION = 1e-3  # every bin keeps at least this fraction of the interval
+MIN_SLOPE = 1e-3
+
+
+def spline_parameters(raw, num_bins, bound):
+    """Knots of a monotone rational-quadratic spline on `[-bound, bound]` from raw outputs.
+
+    `raw[..., :K]` and `raw[..., K:2K]` give the bin widths and heights
+    (softmax, each bin at least `MIN_BIN_FRACTION` of the interval `2 bound`),
+    `raw[..., 2K:]` the `K - 1` interior knot slopes,
+    `softplus(raw + log(e - 1)) + MIN_SLOPE`. Zero `raw` gives equal bins and
+    (nearly) unit slopes: the identity. This is the one bin computation of the
+    library's splines (Durkan, Bekasov, Murray and Papamakarios, "Neural Spline
+    Flows", NeurIPS 2019).
+
+    Args:
+      raw: `[..., 3 num_bins - 1]` unconstrained parameters.
+      num_bins: K.
+      bound: half-width of the spline's interval (identity outside).
+
+    Returns:
+      `(bin_widths, bin_heights, knot_slopes)` for
+      `tfb.RationalQuadraticSpline(..., range_min=-bound)`.
+    """
+    k, interval = num_bins, 2.0 * bound
+
+    def bins(p):
+        return (tf.nn.softmax(p, axis=-1) * (1 - MIN_BIN_FRACTION * k)
+                + MIN_BIN_FRACTION) * interval
+
+    slopes = tf.nn.softplus(raw[..., 2 * k:] + UNIT_SOFTPLUS_SHIFT) + MIN_SLOPE
+    return bins(raw[..., :k]), bins(raw[..., k:2 * k]), slopes
 
 
 class _Elementwise(KerasBijector):
@@ -135,7 +170,7 @@ class ElementwiseAffine(_Elementwise):
 
 
 class ElementwiseSpline(_Elementwise):
-    """Monotone rational-quadratic spline per dimension (Durkan et al., 2019).
+    """Monotone rational-quadratic spline per dimension (knots: `spline_parameters`).
 
     On `[-bound, bound]` the map is a spline with `num_bins` bins whose widths,
     heights and interior slopes come from `MLP(x_minus)` (a coupling layer whose
@@ -167,15 +202,9 @@ class ElementwiseSpline(_Elementwise):
         return 3 * self._num_bins - 1
 
     def _spline(self, conditional_input):
-        raw = self._raw(conditional_input)
-        k, interval = self._num_bins, 2 * self._bound
-
-        def bins(p):  # every bin keeps at least 1e-3 of the interval
-            return (tf.nn.softmax(p, axis=-1) * (1 - 1e-3 * k) + 1e-3) * interval
-
-        slopes = tf.nn.softplus(raw[..., 2 * k:] + UNIT_SOFTPLUS_SHIFT) + 1e-3
-        return tfb.RationalQuadraticSpline(bins(raw[..., :k]), bins(raw[..., k:2 * k]), slopes,
-                                           range_min=-self._bound)
+        widths, heights, slopes = spline_parameters(self._raw(conditional_input),
+                                                    self._num_bins, self._bound)
+        return tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self._bound)
 
     def _forward(self, z, conditional_input=None):
         return self._spline(conditional_input).forward(z)
@@ -202,11 +231,17 @@ class FunnelLinear(KerasBijector):
     whose stride equals its width (Appendix A.7.1). `R` is square and stored as
     `P L U` (`tfb.ScaleMatvecLU`), initialised at a random rotation.
 
-    Inverse (density): `z_t = R x_plus_t + W' x_minus_t + b`.
-    Forward (sampling): `x_plus_t = R^-1 (z_t - W' x_minus_t - b)` (paper Eq. 21).
-    `log|det dz/dx_plus| = num_tiles * log|det R|`. For the 1-D kernel `[a, b]`
-    with stride 2 over n inputs (R = a, n/2 tiles) that is `(n/2) log|a|`, not
-    the paper's `log((n/2)|a|)`.
+    With `extra_conditional_size=C > 0` (a conditional funnel `p(x | c)`),
+    `conditional_input` is `concat([x_minus, c])` and a learned linear function
+    of `c` (`V`, `[C, num_tiles * event_size]`, zero-initialised) is added to
+    the whole of `z`: `z = R x_plus + W' x_minus + V c + b`. The offset does
+    not depend on `x_plus`, so the Jacobian, and the log-det, are unchanged.
+
+    Inverse (density): `z_t = R x_plus_t + W' x_minus_t (+ (V c)_t) + b`.
+    Forward (sampling): `x_plus_t = R^-1 (z_t - W' x_minus_t (- (V c)_t) - b)`
+    (paper Eq. 21). `log|det dz/dx_plus| = num_tiles * log|det R|`. For the
+    1-D kernel `[a, b]` with stride 2 over n inputs (R = a, n/2 tiles) that is
+    `(n/2) log|a|`, not the paper's `log((n/2)|a|)`.
 
     #### Examples
 
@@ -214,27 +249,34 @@ class FunnelLinear(KerasBijector):
     f = FunnelLinear(event_size=3, conditional_size=5)          # F-MLP: 8 -> 3
     conv = FunnelLinear(event_size=1, conditional_size=3, num_tiles=16)  # 2x2 tiles, 8x8
     z = conv.inverse(x_plus, conditional_input=x_minus)         # [N, 16]
+    g = FunnelLinear(3, 5, extra_conditional_size=2)            # given c: [..., 5 + 2]
+    z = g.inverse(x_plus, conditional_input=tf.concat([x_minus, c], -1))
     ```
     """
 
     def __init__(self, event_size, conditional_size, num_tiles=1, seed=0, dtype=tf.float32,
-                 validate_args=False, name="funnel_linear"):
+                 validate_args=False, name="funnel_linear", extra_conditional_size=0):
         parameters = dict(locals())
         event_size = validation.positive_int(event_size, "event_size")
         self._conditional_size = validation.positive_int(conditional_size, "conditional_size")
         self._num_tiles = validation.positive_int(num_tiles, "num_tiles")
+        self._extra = validation.positive_int(extra_conditional_size, "extra_conditional_size",
+                                              allow_zero=True)
         dtype = validation.float_dtype(dtype)
+        specs = {"kernel": ((event_size, conditional_size), "glorot_uniform"),
+                 "bias": ((event_size,), "zeros")}
+        if self._extra:
+            specs["condition_kernel"] = ((self._extra, self._num_tiles * event_size), "zeros")
 
         def make_layers(scope):
             self._params, self._lu = lu_parameters(
                 event_size, seed, dtype, keras_layer_name(scope, "_params"), validate_args,
-                extra_specs={"kernel": ((event_size, conditional_size), "glorot_uniform"),
-                             "bias": ((event_size,), "zeros")})
+                extra_specs=specs)
             return {"params": self._params}
 
         super().__init__(parameters, make_layers, event_size, dtype,
                          validate_args=validate_args, name=name,
-                         conditional_size=self._num_tiles * self._conditional_size)
+                         conditional_size=self._num_tiles * self._conditional_size + self._extra)
 
     @property
     def event_size(self):
@@ -247,11 +289,16 @@ class FunnelLinear(KerasBijector):
     def _offset(self, conditional_input, like):
         if conditional_input is None:
             raise ValueError("FunnelLinear is conditional: pass `conditional_input` (x_minus) of "
-                             f"shape [..., {self._num_tiles * self._conditional_size}].")
-        c = self._tiles(tf.convert_to_tensor(conditional_input, self.dtype),
-                        self._conditional_size)
-        off = tf.einsum("...j,ij->...i", c, self._params.variable("kernel"))
+                             f"shape [..., {self.conditional_size}].")
+        c = tf.convert_to_tensor(conditional_input, self.dtype)
+        x_minus = c[..., :self._num_tiles * self._conditional_size]
+        off = tf.einsum("...j,ij->...i", self._tiles(x_minus, self._conditional_size),
+                        self._params.variable("kernel"))
         off = off + self._params.variable("bias")
+        if self._extra:
+            extra = tf.einsum("...j,ji->...i", c[..., self._num_tiles * self._conditional_size:],
+                              self._params.variable("condition_kernel"))
+            off = off + self._tiles(extra, self._event_size)
         return tf.broadcast_to(off, tf.broadcast_dynamic_shape(tf.shape(off), tf.shape(like)))
 
     def _inverse(self, x, conditional_input=None):

@@ -1,9 +1,11 @@
-"""Ready-made funnel flows (Klein et al., seed 001) and the F-MLP's baseline.
+"""Ready-made funnel flows and the F-MLP's baseline.
 
-Each builder returns a `tfp_flows.distributions.Funnel` (or, for `mlp_flow`, a
-flow) registered by name, so `FlowModel.from_flow("funnel_nsf", ...)` trains it
-and `model.save` / `keras.models.load_model` restore it. Every `log_prob` is
-exact.
+Funnels: S. Klein, J. A. Raine, S. Pina-Otey, S. Voloshynovskiy and T. Golling,
+"Funnels: Exact maximum likelihood with dimensionality reduction",
+arXiv:2112.08069, 2021. Each builder returns a `tfp_flows.distributions.Funnel`
+(or, for `mlp_flow`, a flow) registered by name, so
+`FlowModel.from_flow("funnel_nsf", ...)` trains it and `model.save` /
+`keras.models.load_model` restore it. Every `log_prob` is exact.
 
 | name | structure (density direction) |
 |---|---|
@@ -17,6 +19,18 @@ exact.
 "One flow layer replaced by a funnel" (paper A.6): of `num_layers` steps,
 step `funnel_layer` is the funnel, the ones before act on x, the ones after
 on z. The default latent is 25% smaller than the data (`round(0.75 D)`).
+The slice surjection is from D. Nielsen, P. Jaini, E. Hoogeboom, O. Winther and
+M. Welling, "SurVAE Flows: Surjections to bridge the gap between VAEs and
+flows", NeurIPS 2020.
+
+Every builder takes `conditional_size=C`: with `C > 0` it returns a
+conditional density `p(x | c)` (`log_prob(x, conditional_input=c)`), every
+learned part conditioned on `c`: NSF/Glow layers' conditioners see `c`, the
+funnel map `[x_minus, c]`, the decoder `[z, c]`; spline activations take
+their knots from an MLP of `c`, the linear funnel maps add `V c`; where the
+unconditional flow has a fixed `N(0, I)` after learned layers (a
+one-dimensional latent, the F-MLP's innermost base) a conditional
+elementwise spline of it becomes the base. `ActNorm` stays unconditional.
 """
 
 import numpy as np
@@ -25,12 +39,8 @@ from tfp_flows.bijectors.actnorm import ActNorm
 from tfp_flows.bijectors.funnel_maps import ElementwiseAffine, ElementwiseSpline, FunnelLinear
 from tfp_flows.bijectors.lu_linear import LULinear
 from tfp_flows.bijectors.permute import random_permutation
+from tfp_flows.distributions import funnel_decoders  # the module: see _decoder
 from tfp_flows.distributions.funnel import Funnel
-from tfp_flows.distributions.funnel_decoders import (
-    FlowDecoder,
-    GaussianDecoder,
-    TileGaussianDecoder,
-)
 from tfp_flows.flows import baselines
 from tfp_flows.flows.registry import register_flow
 from tfp_flows.internal import validation
@@ -53,12 +63,27 @@ def _sizes(event_size, latent_size):
     return event_size, latent
 
 
-def _decoder(kind, dropped, latent, hidden_units, num_bins, bound, seed, dtype):
+def _condition_size(conditional_size):
+    return validation.positive_int(conditional_size, "conditional_size", allow_zero=True)
+
+
+def _decoder(kind, dropped, latent, hidden_units, num_bins, bound, seed, dtype, cond):
+    # `funnel_decoders.X`, not `from ... import X`: funnel_decoders imports flows.coupling, so
+    # importing tfp_flows.distributions first reaches this module with it half-loaded.
     validation.one_of(kind, "decoder", ("flow", "gaussian"))
     if kind == "gaussian":
-        return GaussianDecoder(dropped, latent, hidden_units, dtype=dtype.name)
-    return FlowDecoder(dropped, latent, "neural_spline", 2, hidden_units, num_bins, bound,
-                       seed=seed, dtype=dtype.name)
+        return funnel_decoders.GaussianDecoder(dropped, latent, hidden_units, dtype=dtype.name,
+                                               conditional_size=cond)
+    return funnel_decoders.FlowDecoder(dropped, latent, "neural_spline", 2, hidden_units,
+                                       num_bins, bound, seed=seed, dtype=dtype.name,
+                                       conditional_size=cond)
+
+
+def _conditional_base(size, cond, num_bins, bound, hidden_units, dtype, name="base_spline"):
+    """`N(0, I)` through an elementwise RQ spline whose knots come from `MLP(c)`."""
+    spline = ElementwiseSpline(size, cond, num_bins, bound, hidden_units, dtype=dtype,
+                               name=name)
+    return baselines.transformed([spline], size, dtype)
 
 
 def _layer_split(num_layers, funnel_layer):
@@ -71,89 +96,103 @@ def _layer_split(num_layers, funnel_layer):
     return funnel_layer, num_layers - funnel_layer - 1
 
 
-def _coupling_funnel(kind, event_size, latent_size, num_layers, funnel_layer, hidden_units,
-                     num_bins, bound, decoder, decoder_hidden_units, seed, dtype):
-    event_size, latent = _sizes(event_size, latent_size)
-    dtype = validation.float_dtype(dtype)
+def _flows_around(kind, event_size, latent, num_layers, funnel_layer, hidden_units, num_bins,
+                  bound, seed, dtype, cond):
+    """`(pre_bijector, base)`: the NSF / Glow steps before the funnel (on x) and after (on z)."""
     num_pre, num_post = _layer_split(num_layers, funnel_layer)
-    dropped = event_size - latent
 
     def flow(size, layers, s):
         if kind == "spline":
             return baselines.neural_spline(size, layers, num_bins, bound, hidden_units,
-                                           lu_linear=True, seed=s, dtype=dtype)
-        return baselines.glow(size, layers, hidden_units, seed=s, dtype=dtype)
+                                           lu_linear=True, conditional_size=cond, seed=s,
+                                           dtype=dtype)
+        return baselines.glow(size, layers, hidden_units, conditional_size=cond, seed=s,
+                              dtype=dtype)
 
     pre = flow(event_size, num_pre, seed).bijector if num_pre else None
+    if num_post and latent >= 2:
+        base = flow(latent, num_post, seed + 100)
+    elif num_post and cond:  # a one-dimensional latent: p(z | c) by a conditional spline
+        base = _conditional_base(latent, cond, num_bins, bound, hidden_units, dtype)
+    else:
+        base = baselines.standard_normal(latent, dtype)
+    return pre, base
+
+
+def _coupling_funnel(kind, event_size, latent_size, num_layers, funnel_layer, hidden_units,
+                     num_bins, bound, decoder, decoder_hidden_units, seed, dtype, cond):
+    event_size, latent = _sizes(event_size, latent_size)
+    dtype, cond = validation.float_dtype(dtype), _condition_size(cond)
+    dropped = event_size - latent
+    pre, base = _flows_around(kind, event_size, latent, num_layers, funnel_layer, hidden_units,
+                              num_bins, bound, seed, dtype, cond)
+    # The map's conditioner sees [x_minus, c].
     if kind == "spline":
-        f = ElementwiseSpline(latent, dropped, num_bins, bound, hidden_units, dtype=dtype,
+        f = ElementwiseSpline(latent, dropped + cond, num_bins, bound, hidden_units, dtype=dtype,
                               name="funnel_spline")
     else:
-        f = ElementwiseAffine(latent, dropped, hidden_units, dtype=dtype, name="funnel_affine")
-    base = (flow(latent, num_post, seed + 100) if num_post and latent >= 2
-            else baselines.standard_normal(latent, dtype))
+        f = ElementwiseAffine(latent, dropped + cond, hidden_units, dtype=dtype,
+                              name="funnel_affine")
     dec = _decoder(decoder, dropped, latent, decoder_hidden_units or hidden_units, num_bins,
-                   bound, seed, dtype)
-    return Funnel(event_size, dropped, base, dec, f, pre)
+                   bound, seed, dtype, cond)
+    return Funnel(event_size, dropped, base, dec, f, pre, conditional_size=cond)
 
 
 @register_flow("funnel_nsf")
 def funnel_nsf(event_size, latent_size=None, num_layers=4, funnel_layer=None, num_bins=8,
                bound=4.0, hidden_units=(64, 64), decoder="flow", decoder_hidden_units=None,
-               seed=0, dtype="float32"):
+               seed=0, dtype="float32", conditional_size=0):
     """F-NSF: a neural spline flow with step `funnel_layer` replaced by a funnel.
 
     The funnel drops the first `event_size - latent_size` coordinates of its
     input (after an `LULinear`, so which ones is learned) and maps the rest
     through a rational-quadratic spline whose knots come from an MLP of the
     dropped ones. `decoder`: 'flow' (conditional NSF, paper's tabular choice)
-    or 'gaussian'. `log_prob` is exact.
+    or 'gaussian'. `conditional_size=C`: a density `p(x | c)`. `log_prob` is
+    exact.
 
     #### Examples
 
     ```python
     funnel = funnel_nsf(event_size=8)          # latent 6, funnel at step 2 of 4
     model = FlowModel.from_flow("funnel_nsf", event_size=8, latent_size=6)
+    cond = funnel_nsf(8, conditional_size=3)   # cond.log_prob(x, conditional_input=c)
     ```
     """
     return _coupling_funnel("spline", event_size, latent_size, num_layers, funnel_layer,
                             hidden_units, num_bins, bound, decoder, decoder_hidden_units, seed,
-                            dtype)
+                            dtype, conditional_size)
 
 
 @register_flow("funnel_glow")
 def funnel_glow(event_size, latent_size=None, num_layers=4, funnel_layer=None,
                 hidden_units=(64, 64), decoder="flow", decoder_hidden_units=None, seed=0,
-                dtype="float32"):
+                dtype="float32", conditional_size=0):
     """F-Glow: Glow steps with one step replaced by an affine coupling funnel.
 
-    `z = (x_plus - t(x_minus)) exp(-s(x_minus))`; exact `log_prob`.
+    `z = (x_plus - t(x_minus[, c])) exp(-s(x_minus[, c]))`; exact `log_prob`.
     """
     return _coupling_funnel("affine", event_size, latent_size, num_layers, funnel_layer,
-                            hidden_units, 8, 4.0, decoder, decoder_hidden_units, seed, dtype)
+                            hidden_units, 8, 4.0, decoder, decoder_hidden_units, seed, dtype,
+                            conditional_size)
 
 
 @register_flow("funnel_slice")
 def funnel_slice(event_size, latent_size=None, num_layers=4, funnel_layer=None, num_bins=8,
                  bound=4.0, hidden_units=(64, 64), decoder="gaussian", seed=0,
-                 dtype="float32"):
+                 dtype="float32", conditional_size=0):
     """The slice surjection (SurVAE; paper A.3): a funnel with F = identity.
 
     `log p(x) = log p_Z(x_plus) + log p_phi(x_minus | x_plus)` after the NSF
-    layers on x. Exact.
+    layers on x (every term given `c` when `conditional_size > 0`). Exact.
     """
     event_size, latent = _sizes(event_size, latent_size)
-    dtype = validation.float_dtype(dtype)
-    num_pre, num_post = _layer_split(num_layers, funnel_layer)
-    pre = (baselines.neural_spline(event_size, num_pre, num_bins, bound, hidden_units,
-                                   lu_linear=True, seed=seed, dtype=dtype).bijector
-           if num_pre else None)
-    base = (baselines.neural_spline(latent, num_post, num_bins, bound, hidden_units,
-                                    seed=seed + 100, dtype=dtype)
-            if num_post and latent >= 2 else baselines.standard_normal(latent, dtype))
+    dtype, cond = validation.float_dtype(dtype), _condition_size(conditional_size)
+    pre, base = _flows_around("spline", event_size, latent, num_layers, funnel_layer,
+                              hidden_units, num_bins, bound, seed, dtype, cond)
     dec = _decoder(decoder, event_size - latent, latent, hidden_units, num_bins, bound, seed,
-                   dtype)
-    return Funnel(event_size, event_size - latent, base, dec, None, pre)
+                   dtype, cond)
+    return Funnel(event_size, event_size - latent, base, dec, None, pre, conditional_size=cond)
 
 
 def _mlp_sizes(event_size, latent_sizes):
@@ -169,7 +208,7 @@ def _mlp_sizes(event_size, latent_sizes):
 
 @register_flow("funnel_mlp")
 def funnel_mlp(event_size, latent_sizes=None, num_bins=5, bound=4.0, hidden_units=(64, 64),
-               seed=0, dtype="float32"):
+               seed=0, dtype="float32", conditional_size=0):
     """F-MLP: `event_size -> latent_sizes[0] -> ... -> latent_sizes[-1]` funnels.
 
     Layer i: `z = R x_plus + W' x_minus + b` (`FunnelLinear`, R in LU form), a
@@ -177,34 +216,53 @@ def funnel_mlp(event_size, latent_sizes=None, num_bins=5, bound=4.0, hidden_unit
     layer and a learnable elementwise RQ spline (`num_bins` bins on
     `[-bound, bound]`) as the activation between layers. The innermost base is
     `N(0, I)`. Exact `log_prob`.
+
+    With `conditional_size=C > 0`: `z = R x_plus + W' x_minus + V c + b`, the
+    decoders see `c`, the activations' knots come from an MLP of `c`, and the
+    innermost base is a conditional elementwise spline of `N(0, I)`.
     """
     sizes = _mlp_sizes(event_size, latent_sizes)
-    dtype = validation.float_dtype(dtype)
-    dist = baselines.standard_normal(sizes[-1], dtype)
+    dtype, cond = validation.float_dtype(dtype), _condition_size(conditional_size)
+    dist = (_conditional_base(sizes[-1], cond, num_bins, bound, hidden_units, dtype) if cond
+            else baselines.standard_normal(sizes[-1], dtype))
     for i in range(len(sizes) - 2, -1, -1):
         size, latent = sizes[i], sizes[i + 1]
         pre = (random_permutation(size, seed) if i == 0 else
-               ElementwiseSpline(size, 0, num_bins, bound, dtype=dtype, name=f"activation_{i}"))
+               ElementwiseSpline(size, cond, num_bins, bound, hidden_units, dtype=dtype,
+                                 name=f"activation_{i}"))
         f = FunnelLinear(latent, size - latent, seed=seed + i, dtype=dtype,
-                         name=f"funnel_linear_{i}")
-        dec = GaussianDecoder(size - latent, latent, hidden_units, dtype=dtype.name)
-        dist = Funnel(size, size - latent, dist, dec, f, pre, name=f"funnel_mlp_{i}")
+                         name=f"funnel_linear_{i}", extra_conditional_size=cond)
+        dec = funnel_decoders.GaussianDecoder(size - latent, latent, hidden_units,
+                                              dtype=dtype.name, name=f"decoder_{i}",
+                                              conditional_size=cond)
+        dist = Funnel(size, size - latent, dist, dec, f, pre, name=f"funnel_mlp_{i}",
+                      conditional_size=cond)
     return dist
 
 
 @register_flow("mlp_flow")
-def mlp_flow(event_size, num_layers=2, num_bins=5, bound=4.0, seed=0, dtype="float32"):
+def mlp_flow(event_size, num_layers=2, num_bins=5, bound=4.0, seed=0, dtype="float32",
+             conditional_size=0, hidden_units=(64, 64)):
     """The F-MLP's dimension-preserving baseline: `num_layers` of `LULinear` (plus
-    bias-free) and a learnable elementwise RQ spline activation."""
+    bias-free) and a learnable elementwise RQ spline activation.
+
+    With `conditional_size=C > 0` the activations' knots come from an MLP of
+    `c` (`hidden_units`) and a conditional elementwise affine map
+    `(u - t(c)) exp(-s(c))` follows the last `LULinear` (so even one layer is
+    conditional); `log_prob(x, conditional_input=c)` stays exact.
+    """
     event_size = validation.positive_int(event_size, "event_size")
     num_layers = validation.positive_int(num_layers, "num_layers")
-    dtype = validation.float_dtype(dtype)
+    dtype, cond = validation.float_dtype(dtype), _condition_size(conditional_size)
     bijectors = [random_permutation(event_size, seed)]
     for i in range(num_layers):
         if i > 0:
-            bijectors.append(ElementwiseSpline(event_size, 0, num_bins, bound, dtype=dtype,
-                                               name=f"activation_{i}"))
+            bijectors.append(ElementwiseSpline(event_size, cond, num_bins, bound, hidden_units,
+                                               dtype=dtype, name=f"activation_{i}"))
         bijectors.append(LULinear(event_size, seed=seed + i, dtype=dtype))
+    if cond:
+        bijectors.append(ElementwiseAffine(event_size, cond, hidden_units, dtype=dtype,
+                                           name="conditional_affine"))
     return baselines.transformed(bijectors, event_size, dtype)
 
 
@@ -250,7 +308,7 @@ def _conv_shapes(image_shape, kernel_size, num_funnels):
 @register_flow("funnel_conv")
 def funnel_conv(image_shape, kernel_size=2, num_funnels=1, num_layers=2, actnorm=True,
                 num_bins=8, bound=4.0, hidden_units=(64, 64), decoder_hidden_units=(64,),
-                neighbourhood=1, seed=0, dtype="float32"):
+                neighbourhood=1, seed=0, dtype="float32", conditional_size=0):
     """Convolutional funnels on flat images `[..., H*W*C]` (row-major `[H, W, C]`).
 
     Each funnel cuts its input into `kernel_size` tiles (stride = width), keeps
@@ -260,7 +318,8 @@ def funnel_conv(image_shape, kernel_size=2, num_funnels=1, num_layers=2, actnorm
     tile's dropped entries from its latent neighbourhood. `num_funnels` funnels
     shrink every side by the kernel each time; then `num_layers` NSF layers act
     on the final latent. `actnorm=True` standardises the input first
-    (data-dependent init). Exact `log_prob`.
+    (data-dependent init). Exact `log_prob`. With `conditional_size=C > 0`,
+    `p(x | c)`: the kernels add `V c`, the tile decoders and NSF layers see `c`.
 
     #### Examples
 
@@ -270,23 +329,30 @@ def funnel_conv(image_shape, kernel_size=2, num_funnels=1, num_layers=2, actnorm
     ```
     """
     shapes, kernel = _conv_shapes(image_shape, kernel_size, num_funnels)
-    dtype = validation.float_dtype(dtype)
+    dtype, cond = validation.float_dtype(dtype), _condition_size(conditional_size)
     num_layers = validation.positive_int(num_layers, "num_layers", allow_zero=True)
     latent = int(np.prod(shapes[-1]))
-    dist = (baselines.neural_spline(latent, num_layers, num_bins, bound, hidden_units,
-                                    seed=seed, dtype=dtype)
-            if num_layers and latent >= 2 else baselines.standard_normal(latent, dtype))
+    if num_layers and latent >= 2:
+        dist = baselines.neural_spline(latent, num_layers, num_bins, bound, hidden_units,
+                                       conditional_size=cond, seed=seed, dtype=dtype)
+    elif num_layers and cond:
+        dist = _conditional_base(latent, cond, num_bins, bound, hidden_units, dtype)
+    else:
+        dist = baselines.standard_normal(latent, dtype)
     per_tile = kernel[0] * kernel[1] - 1
     for i in range(len(shapes) - 2, -1, -1):
         shape, (lh, lw, c) = shapes[i], shapes[i + 1]
         dropped, _ = conv_tile_indices(shape, kernel)
         f = FunnelLinear(c, per_tile * c, num_tiles=lh * lw, seed=seed + i, dtype=dtype,
-                         name=f"conv_funnel_{i}")
-        dec = TileGaussianDecoder((lh, lw, c), per_tile * c, neighbourhood,
-                                  decoder_hidden_units, dtype=dtype.name)
+                         name=f"conv_funnel_{i}", extra_conditional_size=cond)
+        dec = funnel_decoders.TileGaussianDecoder((lh, lw, c), per_tile * c, neighbourhood,
+                                                  decoder_hidden_units, dtype=dtype.name,
+                                                  name=f"tile_decoder_{i}",
+                                                  conditional_size=cond)
         size = int(np.prod(shape))
         pre = ActNorm(size, dtype=dtype) if (i == 0 and actnorm) else None
-        dist = Funnel(size, dropped, dist, dec, f, pre, name=f"conv_funnel_{i}")
+        dist = Funnel(size, dropped, dist, dec, f, pre, name=f"conv_funnel_{i}",
+                      conditional_size=cond)
     return dist
 
 
