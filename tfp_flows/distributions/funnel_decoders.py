@@ -26,9 +26,9 @@ network output, never below `min_scale`), so the density stays finite.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_flows.bijectors.coupling import coupling_layer
 from tfp_flows.bijectors.funnel_maps import ElementwiseAffine, ElementwiseSpline
 from tfp_flows.bijectors.permute import random_permutation
-from tfp_flows.flows.coupling import coupling_layer
 from tfp_flows.internal import contract, keras_owned, validation
 from tfp_flows.internal.config import Configurable
 from tfp_flows.nets.gaussian import GaussianHead

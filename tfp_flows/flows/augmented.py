@@ -22,11 +22,11 @@ sees `c` too. The flow lives on `D + B` dimensions, so a scalar target
 import tensorflow as tf
 
 from tfp_flows.bijectors.actnorm import ActNorm
+from tfp_flows.bijectors.coupling import coupling_layer
 from tfp_flows.bijectors.permute import random_permutation, reverse_permutation
 from tfp_flows.distributions.augmented import DEFAULT_NUM_SAMPLES, Augmented
 from tfp_flows.distributions.proposals import make_proposal
 from tfp_flows.flows.baselines import real_nvp, transformed
-from tfp_flows.flows.coupling import coupling_layer
 from tfp_flows.flows.registry import register_flow
 from tfp_flows.internal import validation
 

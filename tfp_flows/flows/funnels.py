@@ -39,8 +39,12 @@ from tfp_flows.bijectors.actnorm import ActNorm
 from tfp_flows.bijectors.funnel_maps import ElementwiseAffine, ElementwiseSpline, FunnelLinear
 from tfp_flows.bijectors.lu_linear import LULinear
 from tfp_flows.bijectors.permute import random_permutation
-from tfp_flows.distributions import funnel_decoders  # the module: see _decoder
 from tfp_flows.distributions.funnel import Funnel
+from tfp_flows.distributions.funnel_decoders import (
+    FlowDecoder,
+    GaussianDecoder,
+    TileGaussianDecoder,
+)
 from tfp_flows.flows import baselines
 from tfp_flows.flows.registry import register_flow
 from tfp_flows.internal import validation
@@ -68,15 +72,12 @@ def _condition_size(conditional_size):
 
 
 def _decoder(kind, dropped, latent, hidden_units, num_bins, bound, seed, dtype, cond):
-    # `funnel_decoders.X`, not `from ... import X`: funnel_decoders imports flows.coupling, so
-    # importing tfp_flows.distributions first reaches this module with it half-loaded.
     validation.one_of(kind, "decoder", ("flow", "gaussian"))
     if kind == "gaussian":
-        return funnel_decoders.GaussianDecoder(dropped, latent, hidden_units, dtype=dtype.name,
-                                               conditional_size=cond)
-    return funnel_decoders.FlowDecoder(dropped, latent, "neural_spline", 2, hidden_units,
-                                       num_bins, bound, seed=seed, dtype=dtype.name,
-                                       conditional_size=cond)
+        return GaussianDecoder(dropped, latent, hidden_units, dtype=dtype.name,
+                               conditional_size=cond)
+    return FlowDecoder(dropped, latent, "neural_spline", 2, hidden_units, num_bins, bound,
+                       seed=seed, dtype=dtype.name, conditional_size=cond)
 
 
 def _conditional_base(size, cond, num_bins, bound, hidden_units, dtype, name="base_spline"):
@@ -232,7 +233,7 @@ def funnel_mlp(event_size, latent_sizes=None, num_bins=5, bound=4.0, hidden_unit
                                  name=f"activation_{i}"))
         f = FunnelLinear(latent, size - latent, seed=seed + i, dtype=dtype,
                          name=f"funnel_linear_{i}", extra_conditional_size=cond)
-        dec = funnel_decoders.GaussianDecoder(size - latent, latent, hidden_units,
+        dec = GaussianDecoder(size - latent, latent, hidden_units,
                                               dtype=dtype.name, name=f"decoder_{i}",
                                               conditional_size=cond)
         dist = Funnel(size, size - latent, dist, dec, f, pre, name=f"funnel_mlp_{i}",
@@ -345,7 +346,7 @@ def funnel_conv(image_shape, kernel_size=2, num_funnels=1, num_layers=2, actnorm
         dropped, _ = conv_tile_indices(shape, kernel)
         f = FunnelLinear(c, per_tile * c, num_tiles=lh * lw, seed=seed + i, dtype=dtype,
                          name=f"conv_funnel_{i}", extra_conditional_size=cond)
-        dec = funnel_decoders.TileGaussianDecoder((lh, lw, c), per_tile * c, neighbourhood,
+        dec = TileGaussianDecoder((lh, lw, c), per_tile * c, neighbourhood,
                                                   decoder_hidden_units, dtype=dtype.name,
                                                   name=f"tile_decoder_{i}",
                                                   conditional_size=cond)

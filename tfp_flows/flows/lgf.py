@@ -27,10 +27,10 @@ import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.conditioners import MADEConditioner
 from tfp_flows.bijectors.continuously_indexed import ContinuouslyIndexed
+from tfp_flows.bijectors.coupling import coupling_layer
 from tfp_flows.bijectors.permute import block_permutations, reverse_permutation
 from tfp_flows.distributions.lgf import LGF
 from tfp_flows.flows.baselines import standard_normal
-from tfp_flows.flows.coupling import coupling_layer
 from tfp_flows.flows.registry import register_flow
 from tfp_flows.internal import validation
 from tfp_flows.internal.contract import mark_conditional

@@ -306,7 +306,7 @@ def broadcast_condition(conditional_input, sample_shape, owner="sample"):
     `sample_shape` may be known only at run time (inside `tf.function`); then a
     per-sample condition is checked at run time too.
     """
-    c = conditional_input
+    c = tf.convert_to_tensor(conditional_input)
     shape, static = _shape_tensor(sample_shape)
     n = tf.reduce_prod(shape)
     size = tf.shape(c)[-1]
