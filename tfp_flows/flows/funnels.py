@@ -233,9 +233,8 @@ def funnel_mlp(event_size, latent_sizes=None, num_bins=5, bound=4.0, hidden_unit
                                  name=f"activation_{i}"))
         f = FunnelLinear(latent, size - latent, seed=seed + i, dtype=dtype,
                          name=f"funnel_linear_{i}", extra_conditional_size=cond)
-        dec = GaussianDecoder(size - latent, latent, hidden_units,
-                                              dtype=dtype.name, name=f"decoder_{i}",
-                                              conditional_size=cond)
+        dec = GaussianDecoder(size - latent, latent, hidden_units, dtype=dtype.name,
+                              name=f"decoder_{i}", conditional_size=cond)
         dist = Funnel(size, size - latent, dist, dec, f, pre, name=f"funnel_mlp_{i}",
                       conditional_size=cond)
     return dist
