@@ -88,8 +88,8 @@ class KernelCoupling(KerasBijector):
         self._conditional_size = validation.positive_int(
             conditional_size, "conditional_size", allow_zero=True)
         if event_size < 2 and not self._conditional_size:
-            raise ValueError(f"`event_size` must be >= 2 for a coupling (or 1 with "
-                             f"`conditional_size` > 0); got {event_size}.")
+            raise ValueError(f"`event_size` must be >= 2 for a coupling; got {event_size} (1 "
+                             "needs a condition: `conditional_size` > 0).")
         self._num_inducing = validation.positive_int(num_inducing, "num_inducing")
         self._kernel = canonical_kernel(kernel)
         self._bound = (None if log_scale_bound is None
