@@ -333,10 +333,12 @@ def test_hutchinson_seeds_and_switching_trace():
     assert not np.allclose(lp1, flow.log_prob(x, bijector_kwargs={"seed": (5, 6)}))
     exact = bijectors.FFJORD(net, solver="rk4", num_steps=8)
     expected = tfd.TransformedDistribution(flow.distribution, exact).log_prob(x)
-    # Per call, and by switching the attribute: same tensor, no stale cached estimate.
+    # Per call, and by switching to a copy with the exact trace: no stale cached estimate.
     np.testing.assert_allclose(flow.log_prob(x, bijector_kwargs={"trace": "exact"}), expected)
-    b.trace = "exact"
-    np.testing.assert_allclose(flow.log_prob(x, bijector_kwargs={"seed": (1, 2)}), expected)
+    switched = flows.with_trace(flow, "exact")
+    np.testing.assert_allclose(switched.log_prob(x, bijector_kwargs={"seed": (1, 2)}), expected)
+    # The original is unchanged: still the seeded estimate.
+    np.testing.assert_array_equal(flow.log_prob(x, bijector_kwargs={"seed": (1, 2)}), lp1)
 
 
 @pytest.mark.parametrize("trace", ["exact", "hutchinson"])
@@ -434,9 +436,9 @@ def test_fit_jit_compile_with_hutchinson_and_rnode():
     assert np.all(np.isfinite(history.history["loss"]))
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert all(np.any(w.numpy() != b) for w, b in zip(model.trainable_weights, before, strict=True))
-    (block,) = flows.ffjord_blocks(model.distribution)
-    block.trace = "exact"  # evaluate the Hutchinson-trained weights with the exact trace
+    model.with_trace("exact")  # evaluate the Hutchinson-trained weights with the exact trace
     assert np.all(np.isfinite(model.log_prob(x[:8])))
+    assert np.isfinite(model.evaluate(x, batch_size=32, verbose=0))
 
 
 @pytest.mark.slow
@@ -481,7 +483,11 @@ def test_bad_inputs_and_objects():
     with pytest.raises(ValueError, match=r"FFJORD: expected inputs of shape \[..., 2\]"):
         b.forward(_x((4, 3)))
     with pytest.raises(ValueError, match="`trace` must be one of"):
-        b.trace = "stochastic"
+        b.with_trace("stochastic")
+    with pytest.raises(AttributeError, match=r"use `bijector.with_trace\(trace\)`"):
+        b.trace = "hutchinson"
+    with pytest.raises(TypeError, match="has dtype float32 but the vector field"):
+        b.forward(_x((4, 2), tf.float32))
     with pytest.raises(ValueError, match="`direction` must be one of"):
         b.solve(_x((4, 2)), "backward")
     with pytest.raises(ValueError, match="`kinetic_weight` must be a non-negative number"):

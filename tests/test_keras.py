@@ -191,7 +191,8 @@ def test_actnorm_initialisation_standardises_the_data(moons):
 def test_wrong_event_size_is_rejected(moons):
     model = FlowModel.from_flow("real_nvp", **_small("real_nvp"))
     model.compile(keras.optimizers.Adam(1e-3))
-    with pytest.raises(ValueError, match=r"expected data of shape \[batch, 2\]; got"):
+    with pytest.raises(ValueError, match=r"FlowModel: expected inputs of shape \[\.\.\., 2\]; "
+                                         r"got shape \(16, 3\)\."):
         model.fit(np.zeros((16, 3), "float32"), epochs=1, verbose=0)
 
 

@@ -1,7 +1,8 @@
 """FFJORD: a continuous-time flow whose vector field is a Keras 3 layer.
 
-Compiles under XLA, switches between the exact and the Hutchinson trace at any
-time, offers backprop or adjoint gradients and the RNODE regularisers.
+Compiles under XLA, switches between the exact and the Hutchinson trace
+(`with_trace`, sharing the weights), offers backprop or adjoint gradients and
+the RNODE regularisers.
 """
 
 import collections
@@ -77,8 +78,11 @@ class FFJORD(KerasBijector):
     with up to two hidden layers does, at the cost of one product for any `D`). With
     `trace='hutchinson'` it is an unbiased estimate (`num_probes` Rademacher or
     Gaussian probes, drawn once per solve from the stateless `seed` call kwarg
-    and fixed through it). Switch with `bijector.trace = 'exact'` (clears the
-    TFP cache, so no stale estimate is handed back) or per call with
+    and fixed through it). The trace is fixed at construction (it decides
+    `log_prob_kind`, and TFP's `parameters` / `copy()` must agree with it);
+    switch with `bijector.with_trace('exact')`, a new `FFJORD` sharing the same
+    vector-field layer (for a whole flow `tfp_flows.flows.with_trace(dist,
+    trace)`, for a Keras model `FlowModel.with_trace(trace)`), or per call with
     `trace=...`: e.g. train with Hutchinson and evaluate with the exact trace.
 
     Solvers (`tfp_flows.ode.solvers`): adaptive `'dopri5'` (`rtol`, `atol`,
@@ -133,8 +137,8 @@ class FFJORD(KerasBijector):
     ffjord = tfp_flows.bijectors.FFJORD(net, trace="hutchinson", solver="dopri5")
     flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2)), ffjord)
     lp = flow.log_prob(x, bijector_kwargs={"seed": (1, 2)})   # unbiased estimate
-    ffjord.trace = "exact"                                     # same weights, exact
-    lp_exact = flow.log_prob(x)
+    exact = tfp_flows.flows.with_trace(flow, "exact")          # same weights, exact
+    lp_exact = exact.log_prob(x)
     ```
 
     #### References
@@ -209,14 +213,25 @@ class FFJORD(KerasBijector):
 
     @property
     def trace(self):
-        """'exact' or 'hutchinson'; settable (clears TFP's forward/inverse cache)."""
+        """'exact' or 'hutchinson', fixed at construction (switch with `with_trace`)."""
         return self._trace
 
     @trace.setter
     def trace(self, value):
-        self._trace = trace_lib.check_trace(value)
-        # A cached Hutchinson log-det must not be returned for an exact query.
-        tfp_compat.bijector_cache(self).clear()
+        raise AttributeError(
+            "`FFJORD.trace` is fixed at construction; use `bijector.with_trace(trace)` (a new "
+            "FFJORD sharing the same vector field), `tfp_flows.flows.with_trace(distribution, "
+            f"trace)` or `FlowModel.with_trace(trace)`; got an assignment of {value!r}.")
+
+    def with_trace(self, trace):
+        """A new `FFJORD` with `trace` ('exact' or 'hutchinson') sharing this vector field.
+
+        Every other setting (solver, tolerances, probes, gradient, name) is
+        kept, so the copy replaces this block in a chain; the weights are the
+        same Keras layer, so training either trains both. `parameters` and
+        `copy()` of the result report the new trace.
+        """
+        return self.copy(trace=trace_lib.check_trace(trace))
 
     # -- Solving ----------------------------------------------------------------
 
@@ -234,12 +249,12 @@ class FFJORD(KerasBijector):
         """
         validation.one_of(direction, "direction", ("forward", "inverse"))
         trace = self._trace if trace is None else trace_lib.check_trace(trace)
-        x = tf.convert_to_tensor(x, self.dtype)
+        x = self._as_input(x, "x")
         x = validation.check_event_size(x, self._event_size, "FFJORD", self.validate_args)
         x = validation.assert_finite(x, "x", self.validate_args)
         inputs = ()
         if conditional_input is not None:
-            c = tf.convert_to_tensor(conditional_input, self.dtype)
+            c = self._as_input(conditional_input, "conditional_input")
             batch = tf.broadcast_dynamic_shape(tf.shape(x)[:-1], tf.shape(c)[:-1])
             x = tf.broadcast_to(x, tf.concat([batch, [self._event_size]], 0))
             inputs = (tf.broadcast_to(c, tf.concat([batch, tf.shape(c)[-1:]], 0)),)
@@ -269,6 +284,44 @@ class FFJORD(KerasBijector):
         kinetic = sign * y1[2] if regularize else None
         frobenius = sign * y1[3] if regularize else None
         return FFJORDSolution(y1[0], y1[1], kinetic, frobenius, *stats)
+
+    # TFP converts inputs to the bijector's dtype before `_forward` / `_inverse`, with a
+    # generic error for another float dtype: check first, naming both dtypes.
+    def forward(self, x, name="forward", **kwargs):
+        self._check_dtype(x, "x")
+        return super().forward(x, name=name, **kwargs)
+
+    def inverse(self, y, name="inverse", **kwargs):
+        self._check_dtype(y, "y")
+        return super().inverse(y, name=name, **kwargs)
+
+    def forward_log_det_jacobian(self, x, event_ndims=None, name="forward_log_det_jacobian",
+                                 **kwargs):
+        self._check_dtype(x, "x")
+        return super().forward_log_det_jacobian(x, event_ndims=event_ndims, name=name,
+                                                **kwargs)
+
+    def inverse_log_det_jacobian(self, y, event_ndims=None, name="inverse_log_det_jacobian",
+                                 **kwargs):
+        self._check_dtype(y, "y")
+        return super().inverse_log_det_jacobian(y, event_ndims=event_ndims, name=name,
+                                                **kwargs)
+
+    def _check_dtype(self, value, name):
+        if tf.is_tensor(value) and value.dtype.is_floating and value.dtype != self.dtype:
+            raise TypeError(
+                f"FFJORD: `{name}` has dtype {value.dtype.name} but the vector field "
+                f"{self._vector_field.name!r} computes in {self.dtype.name}; build the field "
+                f"with `dtype='{value.dtype.name}'` (e.g. `ODENet(..., "
+                f"dtype='{value.dtype.name}')`, or `tfp_flows.flows.ffjord(..., "
+                f"dtype='{value.dtype.name}')`) or cast the input.")
+
+    def _as_input(self, value, name):
+        """`value` as a tensor of the field's dtype; a clear error for another float dtype."""
+        self._check_dtype(value, name)
+        if tf.is_tensor(value) and not value.dtype.is_floating:
+            return tf.cast(value, self.dtype)
+        return tf.convert_to_tensor(value, self.dtype)
 
     # -- TFP hooks --------------------------------------------------------------
 

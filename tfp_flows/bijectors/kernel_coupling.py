@@ -65,7 +65,8 @@ class KernelCoupling(KerasBijector):
     [1] English, Kirchler, Lippert. Kernelised Normalising Flows (Ferumal flows).
 
     Args:
-      event_size: D >= 2.
+      event_size: D >= 2, or 1 with `conditional_size > 0` (then `d = 0`: the
+        scale and shift of the one coordinate are functions of `c` alone).
       num_inducing: N, the number of inducing points.
       kernel: 'squared_exponential' ('se'), 'matern32' or 'matern52'.
       inducing_points: an `InducingPoints` layer of shape `[N, d + conditional_size]`
@@ -84,12 +85,13 @@ class KernelCoupling(KerasBijector):
                  dtype=tf.float32, validate_args=False, name="kernel_coupling"):
         parameters = dict(locals())
         event_size = validation.positive_int(event_size, "event_size")
-        if event_size < 2:
-            raise ValueError(f"`event_size` must be >= 2 for a coupling; got {event_size}.")
-        self._num_inducing = validation.positive_int(num_inducing, "num_inducing")
-        self._kernel = canonical_kernel(kernel)
         self._conditional_size = validation.positive_int(
             conditional_size, "conditional_size", allow_zero=True)
+        if event_size < 2 and not self._conditional_size:
+            raise ValueError(f"`event_size` must be >= 2 for a coupling; got {event_size} (1 "
+                             "needs a condition: `conditional_size` > 0).")
+        self._num_inducing = validation.positive_int(num_inducing, "num_inducing")
+        self._kernel = canonical_kernel(kernel)
         self._bound = (None if log_scale_bound is None
                        else validation.positive_float(log_scale_bound, "log_scale_bound"))
         seed = validation.positive_int(seed, "seed", allow_zero=True)

@@ -10,7 +10,7 @@ from tfp_flows.flows.baselines import (
     transformed,
 )
 from tfp_flows.flows.ferumal import ferumal, ferumal_num_params
-from tfp_flows.flows.ffjord import ffjord, ffjord_blocks
+from tfp_flows.flows.ffjord import ffjord, ffjord_blocks, with_trace
 from tfp_flows.flows.funnels import (
     funnel_conv,
     funnel_glow,
@@ -28,4 +28,4 @@ __all__ += ["augmented_real_nvp", "marginalizing_flow", "rblock_real_nvp"]
 __all__ += ["ferumal", "ferumal_num_params"]
 __all__ += ["lgf_maf", "lgf_real_nvp"]
 __all__ += ["funnel_conv", "funnel_glow", "funnel_mlp", "funnel_nsf", "funnel_slice", "mlp_flow"]
-__all__ += ["ffjord", "ffjord_blocks"]
+__all__ += ["ffjord", "ffjord_blocks", "with_trace"]

@@ -34,15 +34,34 @@ def standard_normal(event_size, dtype=tf.float32):
     return tfd.MultivariateNormalDiag(loc=tf.zeros([event_size], dtype=dtype))
 
 
-def _common(event_size, num_layers, dtype, coupling=True):
+def check_coupling_event_size(event_size, conditional_size):
+    """Coupling flows need `event_size >= 2`, or a condition for a scalar `p(y | c)`.
+
+    With `event_size=1` and `conditional_size > 0` each coupling transforms
+    the one coordinate (`num_masked = 0`) with a scale and shift computed from
+    the condition alone: a conditional affine (or spline) flow of a scalar.
+    Returns `(event_size, conditional_size)` as ints.
+    """
+    event_size = validation.positive_int(event_size, "event_size")
+    conditional_size = validation.positive_int(conditional_size, "conditional_size",
+                                               allow_zero=True)
+    if event_size < 2 and not conditional_size:
+        raise ValueError(f"Coupling flows need `event_size` >= 2; got {event_size} (a scalar "
+                         "flow needs a condition: `conditional_size` > 0).")
+    return event_size, conditional_size
+
+
+def _common(event_size, num_layers, dtype, coupling=True, conditional_size=0):
+    if coupling:
+        event_size, conditional_size = check_coupling_event_size(event_size, conditional_size)
     event_size = validation.positive_int(event_size, "event_size")
     num_layers = validation.positive_int(num_layers, "num_layers")
-    if coupling and event_size < 2:
-        raise ValueError(f"Coupling flows need `event_size` >= 2; got {event_size}.")
+    validation.positive_int(conditional_size, "conditional_size", allow_zero=True)
     return event_size, num_layers, validation.float_dtype(dtype)
 
 
 def _coupling(event_size, conditioner_cls, conditional_size, name, **kwargs):
+    # event_size 1 (conditional only): nothing is masked, the condition alone sets the map.
     num_masked = event_size // 2
     cond = conditioner_cls(num_masked, event_size - num_masked,
                            conditional_size=conditional_size, **kwargs)
@@ -68,7 +87,8 @@ def real_nvp(event_size, num_layers=4, hidden_units=(64, 64), activation="relu",
     Permutations follow seed 000's scheme (random, then reverse, alternating).
     `actnorm=True` puts an `ActNorm` before each coupling.
     """
-    event_size, num_layers, dtype = _common(event_size, num_layers, dtype)
+    event_size, num_layers, dtype = _common(event_size, num_layers, dtype,
+                                            conditional_size=conditional_size)
     perms = block_permutations(event_size, (num_layers + 1) // 2, seed)
     bijectors = []
     for i in range(num_layers):
@@ -87,7 +107,8 @@ def glow(event_size, num_layers=4, hidden_units=(64, 64), activation="relu", res
          conditional_size=0, log_scale_bound=3.0, seed=0, dtype="float32", base=None):
     """Glow-style flow (Kingma & Dhariwal, 2018) for vectors: per step ActNorm,
     an LU-parameterised invertible linear map, and an affine coupling."""
-    event_size, num_layers, dtype = _common(event_size, num_layers, dtype)
+    event_size, num_layers, dtype = _common(event_size, num_layers, dtype,
+                                            conditional_size=conditional_size)
     bijectors = []
     for i in range(num_layers):
         bijectors += [
@@ -105,7 +126,8 @@ def maf(event_size, num_layers=5, hidden_units=(64, 64), activation="relu", cond
         log_scale_bound=3.0, dtype="float32", base=None):
     """Masked autoregressive flow (Papamakarios et al., 2017) with Keras 3 MADEs,
     the order reversed between layers. Density in one pass; sampling takes D."""
-    event_size, num_layers, dtype = _common(event_size, num_layers, dtype, coupling=False)
+    event_size, num_layers, dtype = _common(event_size, num_layers, dtype, coupling=False,
+                                            conditional_size=conditional_size)
     bijectors = []
     for i in range(num_layers):
         if i > 0:
@@ -126,7 +148,8 @@ def neural_spline(event_size, num_layers=4, num_bins=8, bound=4.0, hidden_units=
     Splines act on `[-bound, bound]` and are the identity outside. With
     `lu_linear=True` an `LULinear` replaces the fixed permutations (as in NSF).
     """
-    event_size, num_layers, dtype = _common(event_size, num_layers, dtype)
+    event_size, num_layers, dtype = _common(event_size, num_layers, dtype,
+                                            conditional_size=conditional_size)
     perms = block_permutations(event_size, (num_layers + 1) // 2, seed)
     bijectors = []
     for i in range(num_layers):

@@ -31,7 +31,7 @@ ActNorm and the length scale, which it tuned by grid search.
 from tfp_flows.bijectors.actnorm import ActNorm
 from tfp_flows.bijectors.kernel_coupling import KernelCoupling
 from tfp_flows.bijectors.permute import block_permutations
-from tfp_flows.flows.baselines import transformed
+from tfp_flows.flows.baselines import check_coupling_event_size, transformed
 from tfp_flows.flows.registry import register_flow
 from tfp_flows.internal import validation
 from tfp_flows.nets.kernels import InducingPoints, canonical_kernel
@@ -81,7 +81,8 @@ def ferumal(event_size, num_blocks=2, num_inducing=32, kernel="squared_exponenti
     ```
 
     Args:
-      event_size: D >= 2.
+      event_size: D >= 2, or 1 with `conditional_size > 0` (a scalar `p(y | c)`:
+        the kernel machines see the condition only).
       num_blocks: B; the flow has `2B` couplings.
       num_inducing: N per coupling; for `inducing="representer"`, the number
         of training examples n (pass all of them to `initialize_from_data`).
@@ -100,16 +101,12 @@ def ferumal(event_size, num_blocks=2, num_inducing=32, kernel="squared_exponenti
     Returns:
       A `tfd.TransformedDistribution` on `R^event_size`.
     """
-    event_size = validation.positive_int(event_size, "event_size")
-    if event_size < 2:
-        raise ValueError(f"Coupling flows need `event_size` >= 2; got {event_size}.")
+    event_size, conditional_size = check_coupling_event_size(event_size, conditional_size)
     num_blocks = validation.positive_int(num_blocks, "num_blocks")
     num_inducing = validation.positive_int(num_inducing, "num_inducing")
     inducing = validation.one_of(inducing, "inducing", INDUCING_MODES)
     kernel = canonical_kernel(kernel)
     seed = validation.positive_int(seed, "seed", allow_zero=True)
-    conditional_size = validation.positive_int(conditional_size, "conditional_size",
-                                               allow_zero=True)
     dtype = validation.float_dtype(dtype)
     shared = None
     if inducing == "shared":

@@ -1,13 +1,13 @@
 """Ready-made FFJORD flow: `N(0, I)` base, optional ActNorm, one or more FFJORD blocks."""
 
-import tensorflow as tf
-
 from tfp_flows.bijectors.actnorm import ActNorm
 from tfp_flows.bijectors.ffjord import FFJORD
 from tfp_flows.flows.baselines import transformed
 from tfp_flows.flows.registry import register_flow
 from tfp_flows.internal import validation
+from tfp_flows.internal.tfp_compat import CHAIN_TYPES, INVERT_TYPES, TRANSFORMED_TYPES
 from tfp_flows.nets.ode_net import ODENet
+from tfp_flows.ode import trace as trace_lib
 
 
 @register_flow("ffjord")
@@ -27,8 +27,8 @@ def ffjord(event_size, num_blocks=1, hidden_units=(64, 64), activation="tanh",
     so per-call keyword arguments (e.g. `seed`) can be routed to each.
 
     `log_prob` is exact up to solver error with `trace='exact'`, an unbiased
-    estimate with `trace='hutchinson'` (switch with
-    `tfp_flows.flows.ffjord_blocks(flow)` and set `.trace`). Train with
+    estimate with `trace='hutchinson'` (switch the same weights with
+    `tfp_flows.flows.with_trace(flow, "exact")`, or `FlowModel.with_trace`). Train with
     `tfp_flows.keras.RNODE` to pass per-step probe seeds and add the RNODE
     regularisers.
 
@@ -58,19 +58,70 @@ def ffjord(event_size, num_blocks=1, hidden_units=(64, 64), activation="tanh",
     return transformed(bijectors, event_size, dtype, base)
 
 
+def _parts(obj):
+    """The parts of a TFP composite (chain, invert, transformed distribution); [] otherwise."""
+    if isinstance(obj, CHAIN_TYPES):
+        return list(obj.bijectors)
+    if isinstance(obj, INVERT_TYPES):
+        return [obj.bijector]
+    if isinstance(obj, TRANSFORMED_TYPES):
+        return [obj.distribution, obj.bijector]
+    return []
+
+
 def ffjord_blocks(obj):
-    """All `FFJORD` bijectors in a distribution or bijector (e.g. to set `.trace`)."""
+    """All `FFJORD` bijectors in a distribution or bijector, in chain order.
+
+    Walks `tfb.Chain`, `tfb.Invert` and `tfd.TransformedDistribution`; a
+    library distribution (e.g. a funnel) is not looked into.
+    """
     if isinstance(obj, FFJORD):
         return [obj]
-    found = []
-    for attr in ("bijector", "bijectors"):
-        value = getattr(obj, attr, None)
-        for part in value if isinstance(value, (list, tuple)) else [value]:
-            if part is not None and part is not obj:
-                found += ffjord_blocks(part)
-    return found
+    return [block for part in _parts(obj) for block in ffjord_blocks(part)]
 
 
-__all__ = ["ffjord", "ffjord_blocks"]
+def _replace_trace(obj, trace):
+    if isinstance(obj, FFJORD):
+        return obj if obj.trace == trace else obj.with_trace(trace)
+    if isinstance(obj, CHAIN_TYPES):
+        new = [_replace_trace(b, trace) for b in obj.bijectors]
+        same = all(a is b for a, b in zip(new, obj.bijectors, strict=True))
+        return obj if same else obj.copy(bijectors=new)
+    if isinstance(obj, INVERT_TYPES):
+        new = _replace_trace(obj.bijector, trace)
+        return obj if new is obj.bijector else obj.copy(bijector=new)
+    if isinstance(obj, TRANSFORMED_TYPES):
+        new = _replace_trace(obj.bijector, trace)
+        return obj if new is obj.bijector else obj.copy(bijector=new)
+    return obj
 
-del tf
+
+def with_trace(obj, trace):
+    """`obj` (a distribution or bijector) with every FFJORD block using `trace`.
+
+    Rebuilds the TFP composites around the blocks (`tfb.Chain`, `tfb.Invert`,
+    `tfd.TransformedDistribution`, with TFP's `.copy(...)`); each block is
+    replaced by `block.with_trace(trace)`, which shares its vector field, so
+    the result has the same weights, and `contract.log_prob_kind` reports the
+    new trace ("exact" or "unbiased estimate"). `obj` itself is unchanged.
+
+    #### Examples
+
+    ```python
+    flow = tfp_flows.flows.ffjord(2, trace="hutchinson")
+    exact = tfp_flows.flows.with_trace(flow, "exact")
+    exact.log_prob(x)          # same weights, exact up to solver error
+    ```
+
+    Raises:
+      ValueError: `trace` is not 'exact' or 'hutchinson', or `obj` has no FFJORD block.
+    """
+    trace = trace_lib.check_trace(trace)
+    if not ffjord_blocks(obj):
+        raise ValueError("`with_trace` needs a distribution or bijector with FFJORD blocks "
+                         f"(through Chain / Invert / TransformedDistribution); got "
+                         f"{getattr(obj, 'name', type(obj).__name__)!r} with none.")
+    return _replace_trace(obj, trace)
+
+
+__all__ = ["ffjord", "ffjord_blocks", "with_trace"]

@@ -12,12 +12,19 @@ regularisers).
 | `ELBO` | `distribution.elbo(x)` | lower bound (LGF, augmentation) |
 | `ImportanceWeighted(k)` | `importance_weighted_bound(x, k)` | bound, tighter with k |
 | `ReverseKL(target_log_prob_fn)` | `log p~(x) - log q(x)`, `x ~ q` | needs no data |
+
+Seeds: `FlowModel` calls an objective with the step's stateless `seed`, and
+every objective hands it to every stochastic estimate it makes (through
+`contract.log_prob`, which splits it over the parts that take one: FFJORD's
+Hutchinson probes, importance samples), so the noise is fresh every step and
+reproducible from `(FlowModel.seed, step)`.
 """
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
-from tfp_flows.internal import validation
+from tfp_flows.internal import contract, tfp_compat, validation
 from tfp_flows.internal.contract import log_prob
 
 _REGISTRY = {}
@@ -46,10 +53,10 @@ class Objective:
 
 @_register
 class MaximumLikelihood(Objective):
-    """Forward KL from data: maximise `log p(x)`."""
+    """Forward KL from data: maximise `log p(x)` (the step's `seed` feeds any estimate)."""
 
     def __call__(self, distribution, x, *, conditional_input=None, seed=None, training=False):
-        return log_prob(distribution, x, conditional_input)
+        return log_prob(distribution, x, conditional_input, seed=seed)
 
 
 def _method(distribution, name, objective):
@@ -94,6 +101,13 @@ class ReverseKL(Objective):
     score is `log p~(x) - log q(x)`; its mean is the ELBO of the target's
     normaliser, `log Z - KL(q || p)`.
 
+    The step's seed is split between the base samples and every part of the
+    flow that takes one (e.g. FFJORD's Hutchinson probes). Conditional flows
+    are rejected (a `ValueError`): amortised reverse KL needs conditions to
+    sample at, which this objective does not take; train a conditional flow
+    by maximum likelihood, or pin the condition with
+    `tfp_flows.bijectors.FixedConditional` first.
+
     Args:
       target_log_prob_fn: callable `x -> log p~(x)` (unnormalised), batch in, batch out.
       num_samples: samples per training step.
@@ -110,13 +124,30 @@ class ReverseKL(Objective):
 
     def __call__(self, distribution, x=None, *, conditional_input=None, seed=None,
                  training=False):
-        samples, log_q = distribution.experimental_sample_and_log_prob(
-            self.num_samples, seed=seed)
+        if contract.is_conditional(distribution):
+            raise ValueError(
+                "ReverseKL does not take conditional flows: the flow takes a "
+                f"`conditional_input` of size {contract.conditional_size(distribution)} and "
+                "reverse KL has no conditions to sample at. Train it by maximum likelihood, or "
+                "pin the condition (tfp_flows.bijectors.FixedConditional).")
+        samples, log_q = _sample_and_log_prob(distribution, self.num_samples, seed)
         return self.target_log_prob_fn(samples) - log_q
 
     def get_config(self):
         raise TypeError("ReverseKL holds a Python callable and cannot be serialised; "
                         "save the weights with `model.save_weights` instead.")
+
+
+def _sample_and_log_prob(distribution, num_samples, seed):
+    """`experimental_sample_and_log_prob` with the seed routed to every seeded part."""
+    seed = tfp.random.sanitize_seed(seed, salt="reverse_kl")
+    if isinstance(distribution, tfp_compat.TRANSFORMED_TYPES) and contract.takes_seed(
+            distribution.bijector):
+        base_seed, bij_seed = tfp.random.split_seed(seed, n=2, salt="reverse_kl")
+        kwargs = contract.route(distribution.bijector, None, bij_seed)
+        return distribution.experimental_sample_and_log_prob(
+            num_samples, seed=base_seed, bijector_kwargs=kwargs)
+    return distribution.experimental_sample_and_log_prob(num_samples, seed=seed)
 
 
 def get(identifier):

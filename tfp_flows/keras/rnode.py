@@ -66,13 +66,14 @@ class RNODE(objectives.Objective):
         if not any(isinstance(b, FFJORD) for b in parts):
             raise TypeError("RNODE needs at least one FFJORD bijector in the flow; got none.")
         regularize = training and (self.kinetic_weight > 0 or self.jacobian_weight > 0)
-        seeds = ([None] * len(parts) if seed is None
-                 else tfp.random.split_seed(seed, n=len(parts), salt="rnode"))
+        # One seed per part and one for the base, so every stochastic estimate has its own.
+        seeds = ([None] * (len(parts) + 1) if seed is None
+                 else tfp.random.split_seed(seed, n=len(parts) + 1, salt="rnode"))
         h = tf.convert_to_tensor(x, distribution.dtype)
         log_det, penalty = 0.0, 0.0
-        for bijector, part_seed in zip(parts, seeds, strict=True):
-            kwargs = contract.conditional_kwargs(bijector, conditional_input)
+        for bijector, part_seed in zip(parts, seeds[:-1], strict=True):
             if isinstance(bijector, FFJORD):
+                kwargs = contract.conditional_kwargs(bijector, conditional_input)
                 sol = bijector.solve(h, "inverse", seed=part_seed, regularize=regularize,
                                      **kwargs)
                 h, log_det = sol.state, log_det + sol.log_det
@@ -80,10 +81,12 @@ class RNODE(objectives.Objective):
                     penalty += (self.kinetic_weight * tf.reduce_mean(sol.kinetic)
                                 + self.jacobian_weight * tf.reduce_mean(sol.jacobian_frobenius))
             else:
+                kwargs = contract.route(bijector, conditional_input, part_seed)
                 h_next = bijector.inverse(h, **kwargs)
                 log_det += bijector.inverse_log_det_jacobian(h, event_ndims=1, **kwargs)
                 h = h_next
-        score = distribution.distribution.log_prob(h) + log_det
+        score = contract.log_prob(distribution.distribution, h, conditional_input,
+                                  seed=seeds[-1]) + log_det
         return (score, penalty) if regularize else score
 
     def get_config(self):

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_flows.internal import validation
-from tfp_flows.nets.mlp import _concat_condition
+from tfp_flows.nets.mlp import _concat_condition, check_condition
 
 
 def made_degrees(event_size, hidden_units, input_order="left-to-right"):
@@ -76,6 +76,7 @@ class MADE(keras.layers.Layer):
             fan_in = width
 
     def call(self, inputs, conditional_input=None):
+        check_condition(self, conditional_input)
         h = inputs
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
             mask = self._masks[i]

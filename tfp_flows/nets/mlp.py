@@ -13,6 +13,22 @@ from tfp_flows.internal import validation
 _ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus", "sigmoid")
 
 
+def check_condition(layer, conditional_input):
+    """A conditional layer needs its condition; an unconditional one takes none.
+
+    Same message as `contract.check_conditional_input`, so a conditional flow
+    called without its condition fails here (not in an einsum) the same way.
+    """
+    size = layer.conditional_size
+    if size and conditional_input is None:
+        raise ValueError(f"{layer.name}: `conditional_input` is required: expected a tensor of "
+                         f"shape [..., {size}]; got None.")
+    if not size and conditional_input is not None:
+        raise ValueError(f"{layer.name}: `conditional_input` must be None for an unconditional "
+                         "flow (build it with `conditional_size=C` to condition it); got a "
+                         f"{type(conditional_input).__name__}.")
+
+
 def _concat_condition(x, conditional_input):
     """Concatenates a conditional input, broadcasting batch dimensions."""
     if conditional_input is None:
@@ -71,6 +87,7 @@ class MLP(keras.layers.Layer):
             fan_in = width
 
     def call(self, inputs, conditional_input=None):
+        check_condition(self, conditional_input)
         h = _concat_condition(inputs, conditional_input)
         num_hidden = len(self.hidden_units)
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
