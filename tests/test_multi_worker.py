@@ -1,0 +1,164 @@
+"""`fit_distributed`: the training loop for MultiWorkerMirroredStrategy.
+
+The multi-worker tests start real worker processes (tests/multi_worker_worker.py)
+on 127.0.0.1 with one TF_CONFIG each, and compare their final weights with each
+other and with this process' run of the same loop on one device over the same
+global batches.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfp_flows as tff
+from tfp_flows.keras import FlowModel
+from tfp_flows.keras.distributed import fit_distributed, needs_own_loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "multi_worker_worker.py")
+CRASH_EXIT_CODE = 17
+TIMEOUT = 240
+FLOW = dict(event_size=2, hidden_units=(8,), num_layers=2)
+
+
+def _model(strategy=None, jit_compile=False, seed=0, **kwargs):
+    scope = (strategy or tf.distribute.get_strategy()).scope()
+    with scope:
+        model = FlowModel.from_flow("real_nvp", seed=seed, **FLOW, **kwargs)
+        model.compile(keras.optimizers.Adam(1e-2), jit_compile=jit_compile)
+    return model
+
+
+def _data(n=101, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 2)).astype("float32")
+
+
+def _max_diff(a, b):
+    return max(float(np.max(np.abs(u - v))) for u, v in zip(a, b, strict=True))
+
+
+# -- single process -----------------------------------------------------------------
+
+
+def test_needs_own_loop(mirrored_strategy):
+    assert not needs_own_loop(tf.distribute.get_strategy())
+    assert not needs_own_loop(mirrored_strategy)
+    assert not needs_own_loop()
+    with pytest.raises(TypeError, match="`strategy` must be a tf.distribute.Strategy"):
+        needs_own_loop("mirrored")
+
+
+def test_matches_keras_fit_on_one_device():
+    x = _data()
+    reference = _model()
+    init = reference.get_weights()
+    keras_history = reference.fit(x, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                                  validation_data=(x[:33],))
+    model = _model()
+    model.set_weights(init)
+    history = fit_distributed(model, x, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                              validation_data=(x[:33],))
+    assert isinstance(history, keras.callbacks.History)
+    assert _max_diff(model.get_weights(), reference.get_weights()) < 1e-6
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(history.history[key], keras_history.history[key], rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [16, 15, 1])
+def test_mirrored_equals_one_device_with_uneven_batches(mirrored_strategy, batch_size):
+    # 101 rows: the last batch is short; 15 and 1 do not divide over 2 replicas (with
+    # batch_size=1 one replica gets no rows at all). Nothing is dropped.
+    x = _data(n=21 if batch_size == 1 else 101)
+    single = _model()
+    init = single.get_weights()
+    h1 = fit_distributed(single, x, batch_size=batch_size, epochs=1, verbose=0,
+                         validation_data=(x[:9],))
+    mirrored = _model(mirrored_strategy)
+    mirrored.set_weights(init)
+    h2 = fit_distributed(mirrored, x, batch_size=batch_size, epochs=1, verbose=0,
+                         validation_data=(x[:9],))
+    assert _max_diff(mirrored.get_weights(), single.get_weights()) < 1e-5
+    np.testing.assert_allclose(h2.history["loss"], h1.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(h2.history["val_loss"], h1.history["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(h2.history["val_loss"][0],
+                               -np.mean(mirrored.log_prob(x[:9])), rtol=1e-5)
+
+
+# -- several worker processes -------------------------------------------------------
+
+
+def _free_ports(count):
+    socks = [socket.socket() for _ in range(count)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _cluster_configs(tmp_path, ports, **cfg):
+    workers = [f"127.0.0.1:{p}" for p in ports]
+    paths = []
+    for i in range(len(ports)):
+        c = dict(cfg, tf_config={"cluster": {"worker": workers},
+                                 "task": {"type": "worker", "index": i}},
+                 out=str(tmp_path / f"result{i}"))
+        path = tmp_path / f"worker{i}.json"
+        path.write_text(json.dumps(c))
+        paths.append(path)
+    return paths
+
+
+def _start(paths, crash=None):
+    """Starts one worker process per config; `crash` maps worker index -> crash step."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+               OMP_NUM_THREADS="1")
+    procs = []
+    for i, path in enumerate(paths):
+        if crash and i in crash:
+            cfg = json.loads(path.read_text())
+            cfg["crash_at_step"] = crash[i]
+            path = path.with_name(path.stem + "_crash.json")
+            path.write_text(json.dumps(cfg))
+        log = open(path.with_suffix(".log"), "w")  # noqa: SIM115 (closed in _wait)
+        procs.append((subprocess.Popen([sys.executable, WORKER, str(path)], env=env,
+                                       stdout=log, stderr=subprocess.STDOUT), log))
+    return procs
+
+
+def _wait(procs, timeout=TIMEOUT, until_one_exits=False):
+    """Waits for all workers (or the first to exit); kills all on timeout or on request."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            codes = [p.poll() for p, _ in procs]
+            if all(c is not None for c in codes):
+                return codes
+            if until_one_exits and any(c is not None for c in codes):
+                return codes
+            if any(c not in (None, 0) for c in codes) and not until_one_exits:
+                break  # one worker failed: the others would wait for it forever
+            time.sleep(0.5)
+        logs = "\n".join(open(log.name).read()[-3000:] for _, log in procs)
+        raise AssertionError(f"workers did not finish (exit codes {codes}):\n{logs}")
+    finally:
+        for p, log in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+
+
+def _result(tmp_path, i):
+    weights = np.load(tmp_path / f"result{i}.npz")
+    info = json.loads((tmp_path / f"result{i}.json").read_text())
+    return [weights[f"arr_{k}"] for k in range(len(weights.files))], info
