@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfp_flows as tff
 from tfp_flows.keras import FlowModel
 from tfp_flows.keras.distributed import fit_distributed, needs_own_loop
 
@@ -72,19 +71,19 @@ def test_matches_keras_fit_on_one_device():
         np.testing.assert_allclose(history.history[key], keras_history.history[key], rtol=1e-5)
 
 
-@pytest.mark.parametrize("batch_size", [16, 15, 1])
-def test_mirrored_equals_one_device_with_uneven_batches(mirrored_strategy, batch_size):
-    # 101 rows: the last batch is short; 15 and 1 do not divide over 2 replicas (with
-    # batch_size=1 one replica gets no rows at all). Nothing is dropped.
-    x = _data(n=21 if batch_size == 1 else 101)
+def test_mirrored_equals_one_device_with_uneven_batches(mirrored_strategy):
+    # 31 rows in global batches of 15: each batch splits 8/7 over the two replicas and
+    # the last batch has one row, so one replica gets none. Nothing is dropped.
+    x = _data(n=31)
     single = _model()
     init = single.get_weights()
-    h1 = fit_distributed(single, x, batch_size=batch_size, epochs=1, verbose=0,
+    h1 = fit_distributed(single, x, batch_size=15, epochs=1, verbose=0,
                          validation_data=(x[:9],))
     mirrored = _model(mirrored_strategy)
     mirrored.set_weights(init)
-    h2 = fit_distributed(mirrored, x, batch_size=batch_size, epochs=1, verbose=0,
+    h2 = fit_distributed(mirrored, x, batch_size=15, epochs=1, verbose=0,
                          validation_data=(x[:9],))
+    assert int(mirrored.optimizer.iterations.numpy()) == 3
     assert _max_diff(mirrored.get_weights(), single.get_weights()) < 1e-5
     np.testing.assert_allclose(h2.history["loss"], h1.history["loss"], rtol=1e-5)
     np.testing.assert_allclose(h2.history["val_loss"], h1.history["val_loss"], rtol=1e-5)
@@ -162,3 +161,87 @@ def _result(tmp_path, i):
     weights = np.load(tmp_path / f"result{i}.npz")
     info = json.loads((tmp_path / f"result{i}.json").read_text())
     return [weights[f"arr_{k}"] for k in range(len(weights.files))], info
+
+
+def _setup(tmp_path, n=61, epochs=2, **cfg):
+    """Data, initial weights and worker configs; returns (configs, x, initial weights)."""
+    x = _data(n)
+    np.savez(tmp_path / "data.npz", x=x, validation=x[:10])
+    init = _model().get_weights()
+    np.savez(tmp_path / "init.npz", **{f"w{i}": w for i, w in enumerate(init)})
+    cfg = dict(data=str(tmp_path / "data.npz"), init=str(tmp_path / "init.npz"),
+               batch_size=15, epochs=epochs, **cfg)
+    return _cluster_configs(tmp_path, _free_ports(2), **cfg), x, init
+
+
+def _one_device(x, init, epochs):
+    """The same run on one device in this process: same global batches, same seeds."""
+    model = _model()
+    model.set_weights(init)
+    history = fit_distributed(model, x, batch_size=15, epochs=epochs, verbose=0,
+                              validation_data=(x[:10],))
+    return model.get_weights(), history.history
+
+
+def test_two_workers_match_one_device(tmp_path):
+    # 61 rows in global batches of 15: 8/7 rows per worker, and in the last batch
+    # (one row) worker 1 gets none.
+    paths, x, init = _setup(tmp_path)
+    assert _wait(_start(paths)) == [0, 0]
+    (w0, r0), (w1, r1) = _result(tmp_path, 0), _result(tmp_path, 1)
+    assert r0["num_replicas"] == 2 and r0["iterations"] == r1["iterations"] == 10
+    for a, b in zip(w0, w1, strict=True):
+        np.testing.assert_array_equal(a, b)  # one all-reduce: bitwise the same update
+    assert r0["history"] == r1["history"]
+    # Replica ids are global across workers, so the workers draw different noise.
+    assert {r0["replica_id"], r1["replica_id"]} == {0, 1}
+    assert not np.allclose(r0["noise"], r1["noise"])
+    weights, history = _one_device(x, init, epochs=2)
+    assert _max_diff(w0, weights) < 1e-5
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(r0["history"][key], history[key], rtol=1e-5)
+    assert r0["history"]["loss"][1] < r0["history"]["loss"][0]
+
+
+@pytest.mark.slow
+def test_two_workers_resume_from_backup_after_a_crash(tmp_path):
+    backup, checkpoint = tmp_path / "backup", tmp_path / "ckpt.weights.h5"
+    paths, x, init = _setup(tmp_path, epochs=3, backup_dir=str(backup),
+                            checkpoint=str(checkpoint))
+    # Worker 1 dies after step 7 (in the second epoch; the first was backed up).
+    codes = _wait(_start(paths, crash={1: 7}), until_one_exits=True)
+    assert codes[1] == CRASH_EXIT_CODE, codes
+    meta = json.loads((backup / "training_metadata.json").read_text())
+    assert meta["epoch"] == 1
+    saved = _model()
+    saved.optimizer.build(saved.trainable_variables)
+    saved.load_weights(str(backup / "latest.weights.h5"))  # the backup is readable
+    assert int(saved.optimizer.iterations.numpy()) == 5
+    # MultiWorkerMirroredStrategy cannot replace one worker: restart the whole cluster.
+    assert _wait(_start(paths)) == [0, 0]
+    (w0, r0), (w1, r1) = _result(tmp_path, 0), _result(tmp_path, 1)
+    assert r0["iterations"] == r1["iterations"] == 15
+    assert len(r0["history"]["loss"]) == 2  # epochs 1 and 2 only: resumed, not restarted
+    weights, history = _one_device(x, init, epochs=3)
+    # The backup holds weights, optimizer state and epoch, and the batches and seeds
+    # depend only on the epoch and step: the resumed run is the uninterrupted one, up
+    # to float32 reassociation in the all-reduce (1e-5 absolute on O(1) weights).
+    assert _max_diff(w0, weights) < 1e-5
+    assert _max_diff(w1, weights) < 1e-5
+    np.testing.assert_allclose(r0["history"]["loss"], history["loss"][1:], rtol=1e-5)
+    final = _model()
+    final.optimizer.build(final.trainable_variables)
+    final.load_weights(str(checkpoint))  # the chief's ModelCheckpoint is readable
+    assert _max_diff(final.get_weights(), w0) == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="FlowModel.fit dispatch to fit_distributed is wired by "
+                   "the lead (Keras 3's own fit fails under MultiWorkerMirroredStrategy)")
+def test_model_fit_under_multi_worker(tmp_path):
+    paths, x, init = _setup(tmp_path, mode="fit")
+    assert _wait(_start(paths)) == [0, 0]
+    (w0, _), (w1, _) = _result(tmp_path, 0), _result(tmp_path, 1)
+    assert _max_diff(w0, w1) == 0.0
+    weights, _ = _one_device(x, init, epochs=2)
+    assert _max_diff(w0, weights) < 1e-5

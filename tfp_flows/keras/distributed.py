@@ -56,10 +56,10 @@ import tempfile
 import warnings
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfp_flows.internal import tfp_compat, validation
+from tfp_flows.keras import distributed_data as data_lib
 
 __all__ = ["fit_distributed", "needs_own_loop"]
 
@@ -97,119 +97,6 @@ def _cluster(strategy):
         return workers, 0, True
     index = int(resolver.task_id or 0) + (1 if "chief" in spec else 0)
     return workers, index, index == 0
-
-
-# -- data ---------------------------------------------------------------------------
-
-
-def _structure(x, y=None, sample_weight=None):
-    data = {"x": x}
-    if y is not None:
-        data["y"] = y
-    if sample_weight is not None:
-        data["sample_weight"] = sample_weight
-    return data
-
-
-def _from_element(*element):
-    """A dataset element `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)` as a dict."""
-    element = element[0] if len(element) == 1 else element
-    return _structure(*keras.utils.unpack_x_y_sample_weight(element))
-
-
-class _Arrays:
-    """In-memory data: global batches of `batch_size` rows, permuted once per pass."""
-
-    def __init__(self, data, batch_size, shuffle, seed, name):
-        self.data = tf.nest.map_structure(tf.convert_to_tensor, data)
-        rows = {int(a.shape[0]) for a in tf.nest.flatten(self.data)}
-        if len(rows) != 1:
-            raise ValueError(f"`{name}` arrays must all have the same number of rows; "
-                             f"got {sorted(rows)}.")
-        self.rows = rows.pop()
-        if self.rows == 0:
-            raise ValueError(f"`{name}` must have at least one row; got 0.")
-        self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), int(seed)
-        self.batches_per_pass = -(-self.rows // batch_size)
-
-    def global_batches(self, start=0):
-        """Global batches from the `start`-th on, endlessly (pass `p` permuted by `(seed, p)`)."""
-        n, data = self.rows, self.data
-
-        def one_pass(p):
-            index = tf.range(n, dtype=tf.int64)
-            if self.shuffle:
-                seed = tf.stack([tf.constant(self.seed, tf.int64), p])
-                index = tf.random.experimental.stateless_shuffle(index, seed)
-            return tf.data.Dataset.from_tensor_slices(index).batch(self.batch_size)
-
-        first = start // self.batches_per_pass
-        ds = tf.data.Dataset.range(first, np.iinfo(np.int64).max).flat_map(one_pass)
-        ds = ds.skip(start - first * self.batches_per_pass)
-        return ds.map(lambda i: tf.nest.map_structure(lambda a: tf.gather(a, i), data))
-
-
-class _Batches:
-    """A user `tf.data.Dataset` whose elements are global batches."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset.map(_from_element)
-
-    def global_batches(self, start=0):
-        return self.dataset.skip(start) if start else self.dataset
-
-
-def _replica_pieces(batch, num_replicas, first, local):
-    """This worker's `local` pieces (global replicas `first`...) of one global batch."""
-    n = tf.shape(tf.nest.flatten(batch)[0], out_type=tf.int64)[0]
-    q, r = n // num_replicas, n % num_replicas
-    ids = tf.range(first, first + local, dtype=tf.int64)
-    starts, sizes = ids * q + tf.minimum(ids, r), q + tf.cast(ids < r, tf.int64)
-    weights = batch.get("sample_weight")
-    total = (tf.cast(n, tf.float32) if weights is None
-             else tf.reduce_sum(tf.cast(weights, tf.float32)))
-
-    def piece(i):
-        part = tf.nest.map_structure(lambda a: a[starts[i]:starts[i] + sizes[i]], batch)
-        if weights is None:
-            share = tf.cast(sizes[i], tf.float32)
-        else:
-            share = tf.reduce_sum(tf.cast(part["sample_weight"], tf.float32))
-            # A weightless piece would make compute_loss 0/0: give it unit weights, share 0.
-            part["sample_weight"] = tf.where(share > 0, part["sample_weight"],
-                                             tf.ones_like(part["sample_weight"]))
-        fraction = tf.math.divide_no_nan(num_replicas * share, total)
-        return {"data": part, "fraction": fraction, "rows": tf.cast(n, tf.float32)}
-
-    return tf.data.Dataset.range(local).map(piece)
-
-
-def _distribute(strategy, source, start=0):
-    """`source`'s global batches from `start` on, each replica getting its piece."""
-
-    def dataset_fn(context):
-        local = context.num_replicas_in_sync // context.num_input_pipelines
-        first = context.input_pipeline_id * local
-        ds = source.global_batches(start).flat_map(
-            lambda b: _replica_pieces(b, context.num_replicas_in_sync, first, local))
-        return ds.prefetch(tf.data.AUTOTUNE)
-
-    return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def _source(model, x, y, batch_size, shuffle, replicas, name, sample_weight=None):
-    if isinstance(x, tf.data.Dataset):
-        if batch_size is not None:
-            raise ValueError(f"`batch_size` must be None when `{name}` is a tf.data.Dataset "
-                             f"(its elements are the global batches); got {batch_size}.")
-        if y is not None:
-            raise ValueError(f"`y` must be None when `{name}` is a tf.data.Dataset; got {y!r}.")
-        return _Batches(x)
-    if x is None:  # an objective that needs no data: one dummy row per replica and step
-        return _Arrays({"x": np.zeros([replicas, 1], np.float32)}, replicas, False, 0, name)
-    batch_size = 32 if batch_size is None else validation.positive_int(batch_size, "batch_size")
-    return _Arrays(_structure(x, y, sample_weight), batch_size, shuffle,
-                   getattr(model, "seed", 0), name)
 
 
 # -- steps --------------------------------------------------------------------------
@@ -379,9 +266,9 @@ def fit_distributed(model, x=None, y=None, *, batch_size=None, epochs=1, steps_p
         raise ValueError("`steps_per_epoch` is required when fitting without data "
                          f"({type(objective).__name__}).")
     workers, _, chief = _cluster(strategy)
-    source = _source(model, x, y, batch_size, shuffle, replicas, "x")
+    source = data_lib.source(model, x, y, batch_size, shuffle, replicas, "x")
     steps = steps_per_epoch
-    if steps is None and isinstance(source, _Arrays):
+    if steps is None and isinstance(source, data_lib.Arrays):
         steps = source.batches_per_pass
     val_source = None
     if validation_data is not None:
@@ -389,8 +276,9 @@ def fit_distributed(model, x=None, y=None, *, batch_size=None, epochs=1, steps_p
             vx, vy, vw = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
         else:
             vx, vy, vw = validation_data, None, None
-        val_source = _source(model, vx, vy, None if isinstance(vx, tf.data.Dataset)
-                             else batch_size, False, replicas, "validation_data", vw)
+        val_batch = None if isinstance(vx, tf.data.Dataset) else batch_size
+        val_source = data_lib.source(model, vx, vy, val_batch, False, replicas,
+                                     "validation_data", vw)
     progress_steps = steps
     if progress_steps is None:
         card = int(source.dataset.cardinality())
@@ -421,11 +309,13 @@ def fit_distributed(model, x=None, y=None, *, batch_size=None, epochs=1, steps_p
         first_epoch = initial_epoch if restored is None else restored
         stream = None
         if steps is not None:  # one iterator for the whole run, positioned by epoch
-            stream = iter(_distribute(strategy, source, start=first_epoch * steps))
+            stream = iter(data_lib.distribute(strategy, source, start=first_epoch * steps))
         logs = {}
         for epoch in range(first_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            iterator = stream if stream is not None else iter(_distribute(strategy, source))
+            iterator = stream
+            if iterator is None:  # a dataset: one full pass per epoch
+                iterator = iter(data_lib.distribute(strategy, source))
             total = rows = 0.0
             step = 0
             while steps is None or step < steps:
@@ -462,9 +352,9 @@ def fit_distributed(model, x=None, y=None, *, batch_size=None, epochs=1, steps_p
 
 def _evaluate(strategy, test, source):
     """Row-weighted mean of the global batch losses over one pass of `source`."""
-    iterator = iter(_distribute(strategy, source))
+    iterator = iter(data_lib.distribute(strategy, source))
     total = rows = 0.0
-    steps = source.batches_per_pass if isinstance(source, _Arrays) else None
+    steps = source.batches_per_pass if isinstance(source, data_lib.Arrays) else None
     step = 0
     while steps is None or step < steps:
         try:
