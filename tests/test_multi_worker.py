@@ -8,6 +8,7 @@ global batches.
 
 import json
 import os
+import runpy
 import socket
 import subprocess
 import sys
@@ -245,3 +246,20 @@ def test_model_fit_under_multi_worker(tmp_path):
     assert _max_diff(w0, w1) == 0.0
     weights, _ = _one_device(x, init, epochs=2)
     assert _max_diff(w0, weights) < 1e-5
+
+
+# -- benchmarks/accelerator_check.py ------------------------------------------------
+
+
+def test_accelerator_check_on_cpu(tmp_path):
+    # This process has two logical CPU devices (conftest): both get a row.
+    script = runpy.run_path(os.path.join(ROOT, "benchmarks", "accelerator_check.py"))
+    code = script["main"](["--flows", "real_nvp", "maf", "--repeats", "1",
+                           "--out", str(tmp_path)])
+    text = (tmp_path / "results" / "accelerator_check.md").read_text()
+    rows = json.loads((tmp_path / "results" / "accelerator_check.json").read_text())["rows"]
+    assert [(r["flow"], r["device"]) for r in rows] == [
+        (f, d) for f in ("real_nvp", "maf") for d in ("/device:CPU:0", "/device:CPU:1")]
+    assert code == 0, text
+    assert all(r["status"] == "ok" and r["step (s)"] > 0 for r in rows), text
+    assert "| real_nvp | /device:CPU:0 | ok |" in text
