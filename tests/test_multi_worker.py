@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfp_flows as tff
 from tfp_flows.keras import FlowModel
 from tfp_flows.keras.distributed import fit_distributed, needs_own_loop
 
@@ -90,6 +91,95 @@ def test_mirrored_equals_one_device_with_uneven_batches(mirrored_strategy):
     np.testing.assert_allclose(h2.history["val_loss"], h1.history["val_loss"], rtol=1e-5)
     np.testing.assert_allclose(h2.history["val_loss"][0],
                                -np.mean(mirrored.log_prob(x[:9])), rtol=1e-5)
+
+
+@pytest.mark.slow  # ~25 s: XLA compiles the step on two replicas
+def test_jit_compile_under_mirrored_strategy(mirrored_strategy):
+    # Keras 3's own jit-compiled step fails over logical CPU replicas (docs/scaling.md);
+    # this loop compiles only the per-replica gradient, not the all-reduce.
+    x = _data(n=31)
+    single = _model()
+    init = single.get_weights()
+    fit_distributed(single, x, batch_size=15, epochs=1, verbose=0)
+    mirrored = _model(mirrored_strategy, jit_compile=True)
+    mirrored.set_weights(init)
+    fit_distributed(mirrored, x, batch_size=15, epochs=1, verbose=0)
+    assert _max_diff(mirrored.get_weights(), single.get_weights()) < 1e-4
+
+
+def test_sample_weights_and_weightless_replicas(mirrored_strategy):
+    # One global batch of 16 rows whose last 8 (all of replica 1) weigh 0: the step is
+    # one-device training on the first 8 rows.
+    x = _data(n=16)
+    w = np.r_[np.ones(8), np.zeros(8)].astype("float32")
+    single = _model()
+    init = single.get_weights()
+    fit_distributed(single, x[:8], batch_size=8, epochs=1, verbose=0)
+    mirrored = _model(mirrored_strategy)
+    mirrored.set_weights(init)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(16, "float32"), w)).batch(16)
+    history = fit_distributed(mirrored, ds, epochs=1, verbose=0)
+    assert _max_diff(mirrored.get_weights(), single.get_weights()) < 1e-5
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_callbacks_early_stopping_and_stop_training():
+    x = _data(n=32)
+
+    class StopAtEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = epoch == 1
+
+    model = _model()
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=0, min_delta=10.0)
+    history = fit_distributed(model, x, batch_size=16, epochs=5, verbose=0,
+                              validation_data=(x[:8],), callbacks=[stopper])
+    assert history.epoch == [0, 1] and stopper.stopped_epoch == 1
+    history = fit_distributed(model, x, batch_size=16, epochs=5, initial_epoch=0, verbose=0,
+                              callbacks=[StopAtEpoch()])
+    assert history.epoch == [0, 1] and sorted(history.history) == ["loss"]
+    assert int(model.optimizer.iterations.numpy()) == 8
+
+
+def test_objective_without_data(mirrored_strategy):
+    with mirrored_strategy.scope():
+        model = FlowModel(tff.flows.real_nvp(2, num_layers=2, hidden_units=(8,)),
+                          objective=tff.keras.ReverseKL(
+                              lambda z: -0.5 * tf.reduce_sum(z**2, -1), num_samples=16))
+        model.compile(keras.optimizers.Adam(1e-2))
+    history = fit_distributed(model, steps_per_epoch=3, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 3
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_bad_arguments():
+    x = _data(n=8)
+    model = _model()
+    uncompiled = FlowModel.from_flow("real_nvp", **FLOW)
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(4)
+    with pytest.raises(ValueError, match="`model` must be compiled"):
+        fit_distributed(uncompiled, x)
+    with pytest.raises(TypeError, match="`model` must be a keras.Model; got str"):
+        fit_distributed("model", x)
+    with pytest.raises(ValueError, match="`x` is required: MaximumLikelihood"):
+        fit_distributed(model)
+    with pytest.raises(ValueError, match="`batch_size` must be None when `x` is a tf.data"):
+        fit_distributed(model, ds, batch_size=4)
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer; got 0"):
+        fit_distributed(model, x, batch_size=0)
+    with pytest.raises(ValueError, match="`epochs` must be a non-negative integer; got -1"):
+        fit_distributed(model, x, epochs=-1)
+    with pytest.raises(ValueError, match="`steps_per_epoch` must be a positive integer"):
+        fit_distributed(model, x, steps_per_epoch=0)
+    with pytest.raises(ValueError, match="`verbose` must be 'auto', 0, 1 or 2; got 3"):
+        fit_distributed(model, x, verbose=3)
+    with pytest.raises(TypeError, match="`callbacks` must be keras.callbacks.Callback"):
+        fit_distributed(model, x, callbacks=[print])
+    with pytest.raises(ValueError, match=r"`x` arrays must all have the same number of rows; "
+                                         r"got \[7, 8\]"):
+        fit_distributed(model, x, x[:7])
+    with pytest.raises(ValueError, match="`validation_data` must have at least one row"):
+        fit_distributed(model, x, validation_data=(x[:0],))
 
 
 # -- several worker processes -------------------------------------------------------
