@@ -141,6 +141,35 @@ def test_callbacks_early_stopping_and_stop_training():
     assert int(model.optimizer.iterations.numpy()) == 8
 
 
+def test_backup_and_restore_resumes_on_one_device(tmp_path):
+    # Also the test of `tfp_compat.pop_restored_initial_epoch` (BackupAndRestore's epoch).
+    x = _data(n=32)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("interrupted")
+
+    reference = _model()
+    init = reference.get_weights()
+    fit_distributed(reference, x, batch_size=16, epochs=4, verbose=0)
+    model = _model()
+    model.set_weights(init)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit_distributed(model, x, batch_size=16, epochs=4, verbose=0,
+                        callbacks=[backup, Interrupt()])
+    resumed = _model()  # a fresh process would start from scratch
+    history = fit_distributed(resumed, x, batch_size=16, epochs=4, verbose=0,
+                              callbacks=[keras.callbacks.BackupAndRestore(
+                                  str(tmp_path / "backup"))])
+    assert history.epoch == [2, 3]
+    assert int(resumed.optimizer.iterations.numpy()) == 8
+    assert _max_diff(resumed.get_weights(), reference.get_weights()) < 1e-6
+    assert not (tmp_path / "backup").exists()  # deleted after a finished run
+    assert getattr(resumed, "_initial_epoch", None) is None  # a later fit starts afresh
+
+
 def test_objective_without_data(mirrored_strategy):
     with mirrored_strategy.scope():
         model = FlowModel(tff.flows.real_nvp(2, num_layers=2, hidden_units=(8,)),
