@@ -59,3 +59,15 @@ def replica_loss_scale():
     """
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return 1.0 / replicas if replicas > 1 else 1.0
+
+
+def pop_restored_initial_epoch(model):
+    """The epoch `keras.callbacks.BackupAndRestore` restored into `model` (None if none).
+
+    Keras 3's callback stores it in the private `model._initial_epoch`, which its own
+    `fit` reads; a custom loop reads it here and clears it, so a later `fit` starts
+    from its own `initial_epoch`.
+    """
+    epoch = getattr(model, "_initial_epoch", None)
+    model._initial_epoch = None  # pylint: disable=protected-access
+    return epoch
