@@ -356,8 +356,6 @@ def test_two_workers_resume_from_backup_after_a_crash(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="FlowModel.fit dispatch to fit_distributed is wired by "
-                   "the lead (Keras 3's own fit fails under MultiWorkerMirroredStrategy)")
 def test_model_fit_under_multi_worker(tmp_path):
     paths, x, init = _setup(tmp_path, mode="fit")
     assert _wait(_start(paths)) == [0, 0]

@@ -10,9 +10,10 @@ The log-scale is soft-clamped, `c * tanh(s / c)` (`internal.math.soft_clamp`), s
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_flows.bijectors.funnel_maps import spline_parameters
 from tfp_flows.internal import keras_owned
 from tfp_flows.internal.config import Configurable
-from tfp_flows.internal.math import UNIT_SOFTPLUS_SHIFT, soft_clamp
+from tfp_flows.internal.math import soft_clamp
 from tfp_flows.nets.made import MADE
 from tfp_flows.nets.mlp import MLP
 
@@ -68,16 +69,8 @@ class SplineCouplingConditioner(Configurable, tf.Module):
         params = self.net(x, conditional_input=conditional_input)
         shape = tf.concat([tf.shape(params)[:-1], [self._output_units, 3 * self._num_bins - 1]], 0)
         params = tf.reshape(params, shape)
-        k = self._num_bins
-        widths, heights, slopes = params[..., :k], params[..., k:2 * k], params[..., 2 * k:]
-        interval = 2 * self._bound
-        # Keep bins away from zero width: min 1e-3 of the interval each.
-        def bins(p):
-            return (tf.nn.softmax(p, axis=-1) * (1 - 1e-3 * k) + 1e-3) * interval
-        # softplus(x + log(e - 1)) = 1 at x = 0, so a zero net gives unit slopes.
-        slopes = tf.nn.softplus(slopes + UNIT_SOFTPLUS_SHIFT) + 1e-3
-        return tfb.RationalQuadraticSpline(bins(widths), bins(heights), slopes,
-                                           range_min=-self._bound)
+        widths, heights, slopes = spline_parameters(params, self._num_bins, self._bound)
+        return tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self._bound)
 
 
 class MADEConditioner(Configurable, tf.Module):

@@ -8,7 +8,7 @@ from tfp_flows.bijectors.base import KerasBijector
 from tfp_flows.internal import validation
 from tfp_flows.internal.math import soft_clamp
 from tfp_flows.nets.kernels import InducingPoints, KernelMachine, canonical_kernel
-from tfp_flows.nets.mlp import _concat_condition
+from tfp_flows.nets.mlp import concat_condition
 
 tfb = tfp.bijectors
 
@@ -147,7 +147,7 @@ class KernelCoupling(KerasBijector):
         if not self._conditional_size and conditional_input is not None:
             raise ValueError(f"{type(self).__name__} was built with conditional_size=0; "
                              "got a `conditional_input`.")
-        return _concat_condition(u1, conditional_input)
+        return concat_condition(u1, conditional_input)
 
     def _split(self, x):
         x = validation.check_event_size(x, self._event_size, type(self).__name__,

@@ -37,7 +37,7 @@ import tensorflow_probability as tfp
 
 from tfp_flows.distributions.base import FlowDistribution
 from tfp_flows.internal import contract, keras_owned, tfp_compat, validation
-from tfp_flows.nets.mlp import _concat_condition
+from tfp_flows.nets.mlp import concat_condition
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -258,7 +258,7 @@ class Funnel(FlowDistribution):
         """Routes the map's condition, `x_minus` (and `c`, if conditional)."""
         if not contract.is_conditional(self._map):
             return contract.route(self._map, None, seed)
-        return contract.route(self._map, _concat_condition(x_minus, c), seed)
+        return contract.route(self._map, concat_condition(x_minus, c), seed)
 
     def _decoder_kwargs(self, c):
         c = self._for(self._decoder, c)
@@ -345,7 +345,7 @@ class Funnel(FlowDistribution):
         h = x if self._pre is None else contract.initialize_from_data(self._pre, x, c)
         x_minus = tf.gather(h, self._dropped_idx, axis=-1)
         x_plus = tf.gather(h, self._kept_idx, axis=-1)
-        map_c = (_concat_condition(x_minus, c) if contract.is_conditional(self._map)
+        map_c = (concat_condition(x_minus, c) if contract.is_conditional(self._map)
                  else None)
         z = tf.identity(contract.initialize_from_data(self._map, x_plus, map_c))
         init = getattr(self._decoder, "initialize_from_data", None)

@@ -32,7 +32,7 @@ from tfp_flows.bijectors.permute import random_permutation
 from tfp_flows.internal import contract, keras_owned, validation
 from tfp_flows.internal.config import Configurable
 from tfp_flows.nets.gaussian import GaussianHead
-from tfp_flows.nets.mlp import _concat_condition
+from tfp_flows.nets.mlp import concat_condition
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -144,7 +144,7 @@ class FlowDecoder(_Decoder):
         keras_owned.own_keras_layers(self, *keras_owned.find_keras_layers(self.flow))
 
     def _flow_condition(self, z, conditional_input):
-        return _concat_condition(z, self._condition(conditional_input, z.dtype))
+        return concat_condition(z, self._condition(conditional_input, z.dtype))
 
     def log_prob(self, x_minus, z, conditional_input=None):
         return contract.log_prob(self.flow, x_minus,

@@ -15,3 +15,7 @@ __all__ = ["ELBO", "FlowModel", "ImportanceWeighted", "MaximumLikelihood", "Obje
 from tfp_flows.keras.rnode import RNODE  # noqa: E402
 
 __all__ += ["RNODE"]
+
+from tfp_flows.keras.distributed import fit_distributed, needs_own_loop  # noqa: E402
+
+__all__ += ["fit_distributed", "needs_own_loop"]

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfp_flows.flows import build_flow  # the package: importing it registers every flow
 from tfp_flows.flows.ffjord import with_trace as _with_trace
 from tfp_flows.internal import contract, keras_owned, serialization, tfp_compat, validation
-from tfp_flows.keras import objectives
+from tfp_flows.keras import distributed, objectives
 
 _OWNER = "FlowModel"
 _FORMS = ("`fit(x)` with `x` of shape [batch, *event_shape] for an unconditional flow; "
@@ -248,7 +248,23 @@ class FlowModel(keras.Model):
             raise ValueError(f"`x` is required: {type(self.objective).__name__} trains from data.")
         else:
             self._check_arrays(x, y)
+        if distributed.needs_own_loop(self.distribute_strategy):
+            # Keras 3's fit does not run under MultiWorkerMirroredStrategy (keras#20585).
+            return distributed.fit_distributed(self, *self._dict_form(x, y),
+                                               steps_per_epoch=steps_per_epoch, **kwargs)
         return super().fit(x, y, steps_per_epoch=steps_per_epoch, **kwargs)
+
+    def _dict_form(self, x, y):
+        """`(condition, target)` data in the dict form (the distributed loop ignores `y`)."""
+        if y is None:
+            return x, None
+        if isinstance(x, tf.data.Dataset):
+            def to_dict(*batch):
+                features, _, weight = self._keras_form(batch)
+                # The loop reads (x, y, weight); a FlowModel ignores y.
+                return (features,) if weight is None else (features, weight, weight)
+            return x.map(to_dict), None
+        return {"x": y, "conditional_input": x}, None
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate`; `evaluate(condition, target)` for a conditional flow."""

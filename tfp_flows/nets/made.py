@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_flows.internal import validation
-from tfp_flows.nets.mlp import _concat_condition, check_condition
+from tfp_flows.nets.mlp import check_condition, concat_condition
 
 
 def made_degrees(event_size, hidden_units, input_order="left-to-right"):
@@ -87,7 +87,7 @@ class MADE(keras.layers.Layer):
             if i == 0 and self.conditional_size:
                 mask = tf.concat([mask, tf.ones([self.conditional_size, mask.shape[1]],
                                                 kernel.dtype)], axis=0)
-                h = _concat_condition(h, conditional_input)
+                h = concat_condition(h, conditional_input)
             h = tf.einsum("...i,ij->...j", h, kernel * mask) + bias
             if i < len(self.kernels) - 1:
                 h = self._act(h)

@@ -29,7 +29,7 @@ def check_condition(layer, conditional_input):
                          f"{type(conditional_input).__name__}.")
 
 
-def _concat_condition(x, conditional_input):
+def concat_condition(x, conditional_input):
     """Concatenates a conditional input, broadcasting batch dimensions."""
     if conditional_input is None:
         return x
@@ -88,7 +88,7 @@ class MLP(keras.layers.Layer):
 
     def call(self, inputs, conditional_input=None):
         check_condition(self, conditional_input)
-        h = _concat_condition(inputs, conditional_input)
+        h = concat_condition(inputs, conditional_input)
         num_hidden = len(self.hidden_units)
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
             out = tf.einsum("...i,ij->...j", h, kernel) + bias
