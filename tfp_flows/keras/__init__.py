@@ -15,3 +15,15 @@ __all__ = ["ELBO", "FlowModel", "ImportanceWeighted", "MaximumLikelihood", "Obje
 from tfp_flows.keras.rnode import RNODE  # noqa: E402
 
 __all__ += ["RNODE"]
+
+from tfp_flows.keras.training import (  # noqa: E402
+    DEFAULT_INIT_ROWS,
+    Evaluation,
+    TrainResult,
+    count_parameters,
+    evaluate,
+    train,
+)
+
+__all__ += ["DEFAULT_INIT_ROWS", "Evaluation", "TrainResult", "count_parameters", "evaluate",
+            "train"]
