@@ -94,9 +94,10 @@ def build_parser():
     fit = command("fit", "train a registered flow on a data set")
     fit.add_argument("--flow", required=True, help="registered flow name (see `list`)")
     _add_data_args(fit, required=True)
-    fit.add_argument("--epochs", type=positive_int, default=100)
-    fit.add_argument("--batch-size", type=positive_int, default=256)
-    fit.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam's")
+    fit.add_argument("--epochs", type=positive_int, default=100, help="maximum epochs")
+    fit.add_argument("--batch-size", type=positive_int, default=256, help="minibatch size")
+    fit.add_argument("--learning-rate", type=positive_float, default=1e-3,
+                     help="Adam's learning rate")
     fit.add_argument("--objective", choices=OBJECTIVES, default="auto",
                      help="training objective; 'auto' is 'elbo' if the distribution has an "
                           "`elbo` method, else 'nll'")
@@ -112,19 +113,20 @@ def build_parser():
                           "tfp_flows.keras.DEFAULT_INIT_ROWS = 1024; 0: none)")
     fit.add_argument("--jit", action="store_true", help="compile training steps with XLA")
     fit.add_argument("--no-plots", action="store_true", help="skip the 2-D PNG plots")
-    fit.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
+    fit.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
+                     help="Keras `fit` verbosity")
     fit.add_argument("--run-dir", required=True, help="output directory (created)")
 
     ev = command("evaluate", "test NLL of a trained run")
-    ev.add_argument("--run-dir", required=True)
+    ev.add_argument("--run-dir", required=True, help="directory of a `fit` run")
     _add_data_args(ev, required=False)
-    ev.add_argument("--split", choices=SPLITS, default="test")
+    ev.add_argument("--split", choices=SPLITS, default="test", help="which split to evaluate")
 
     sample = command("sample", "draw samples of a trained run into a .npy file")
-    sample.add_argument("--run-dir", required=True)
-    sample.add_argument("--num", type=positive_int, required=True)
+    sample.add_argument("--run-dir", required=True, help="directory of a `fit` run")
+    sample.add_argument("--num", type=positive_int, required=True, help="number of samples")
     sample.add_argument("--out", required=True, help="output .npy file")
-    sample.add_argument("--seed", type=non_negative_int, default=0)
+    sample.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed")
 
     command("list", "list the registered flows (summary, arguments) and data sets")
     return parser

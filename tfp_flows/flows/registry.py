@@ -69,7 +69,8 @@ def first_sentence(doc):
     text = " ".join(paragraph.split())
     for match in _SENTENCE_END.finditer(text):
         head = text[:match.end()]
-        if not head.endswith(_ABBREVIATIONS):
+        # Not inside `code` (an odd number of backticks before), not an abbreviation.
+        if head.count("`") % 2 == 0 and not head.endswith(_ABBREVIATIONS):
             return head
     return text
 

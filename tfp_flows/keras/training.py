@@ -230,7 +230,8 @@ def train(model, x=None, validation_data=None, *, conditional_input=None, flow_k
             raise ValueError("`patience` (early stopping on val_loss) needs `validation_data`; "
                              "got none.")
     if checkpoint is not None and not str(checkpoint).endswith(".weights.h5"):
-        raise ValueError(f"`checkpoint` must be a path ending in '.weights.h5'; got {checkpoint!r}.")
+        raise ValueError("`checkpoint` must be a path ending in '.weights.h5'; got "
+                         f"{checkpoint!r}.")
     seed = validation.positive_int(seed, "seed", allow_zero=True)
 
     keras.utils.set_random_seed(seed)
