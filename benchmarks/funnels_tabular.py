@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import common, funnels_common  # noqa: E402
 from tfp_flows import datasets  # noqa: E402
+from tfp_flows.keras import evaluate  # noqa: E402
 
 PAIRS = {"F-NSF": "NSF", "F-Glow": "Glow", "F-MLP": "MLP flow"}
 
@@ -136,7 +137,7 @@ def main():
                     flow, split.train, split.validation, args.epochs,
                     batch_size=args.batch_size, seed=seed, patience=args.patience,
                     jit_compile=not args.no_jit, **kwargs)
-                lls.append(-funnels_common.test_nll(model, split.test))
+                lls.append(-evaluate(model, split.test).nll)
                 infos.append(info)
                 print(label, split.name, seed, lls[-1], info, flush=True)
             partner = PAIRS.get(pair) if label == pair else pair

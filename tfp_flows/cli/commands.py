@@ -127,7 +127,7 @@ def cmd_fit(args):
     result = training.train(
         model, split.train, split.validation, objective=objective, seed=args.seed,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        jit_compile=args.jit, patience=args.patience,
+        jit_compile=args.jit, patience=args.patience, terminate_on_nan=True,
         checkpoint=os.path.join(args.run_dir, "best.weights.h5"),
         init_rows=training.DEFAULT_INIT_ROWS if args.init_rows is None else args.init_rows,
         verbose=args.verbose)
