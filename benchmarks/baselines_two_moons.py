@@ -18,7 +18,7 @@ epoch (tracing and compilation excluded). The machine is shared; compare the
 ratios measured in one run, not absolute seconds across runs.
 
     python benchmarks/baselines_two_moons.py        # full run (~10 min, idle 2-core machine)
-    tfp-flows bench baselines_two_moons --epochs 2      # via the CLI
+    python benchmarks/baselines_two_moons.py --epochs 2 # a short run
 """
 
 import os

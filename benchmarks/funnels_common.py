@@ -66,7 +66,7 @@ def fit_flow(flow, train, validation, epochs, batch_size=128, learning_rate=1e-3
     return result.model, info
 
 
-def count_params(flow, **flow_kwargs):
+def flow_parameters(flow, **flow_kwargs):
     """Trainable parameters of registered flow `flow` (built, not trained)."""
     return count_parameters(FlowModel.from_flow(flow, **flow_kwargs))
 
@@ -100,7 +100,7 @@ def match_width(flow, kwargs_for_width, target, widths):
     def count(i):
         if i not in cache:
             kwargs = kwargs_for_width(widths[i])
-            cache[i] = (count_params(flow, **kwargs), kwargs)
+            cache[i] = (flow_parameters(flow, **kwargs), kwargs)
         return cache[i][0]
 
     lo, hi = 0, len(widths) - 1  # first index with count >= target, or the last one

@@ -67,11 +67,11 @@ def _pairs(dim, num_layers, hidden):
     rows = []
     for label, (flow, kwargs) in funnels.items():
         base_label, base_flow, base_kwargs = baselines[label]
-        target = funnels_common.count_params(flow, **kwargs)
+        target = funnels_common.flow_parameters(flow, **kwargs)
         _, matched, _ = funnels_common.match_width(base_flow, base_kwargs, target, widths)
         rows += [(label, flow, kwargs, label), (base_label, base_flow, matched, label)]
     mlp = {"event_size": dim, "num_layers": 2}
-    target = funnels_common.count_params("mlp_flow", **mlp)
+    target = funnels_common.flow_parameters("mlp_flow", **mlp)
     _, fmlp, _ = funnels_common.match_width(
         "funnel_mlp", lambda w: {"event_size": dim, "hidden_units": [w, w]}, target,
         range(2, 4 * hidden + 1))
@@ -126,7 +126,7 @@ def main():
     rows = []
     for split in _datasets(args.data_dir, args.datasets.split(",")):
         pairs = _pairs(split.dim, args.num_layers, args.hidden)
-        counts = {label: funnels_common.count_params(flow, **kw)
+        counts = {label: funnels_common.flow_parameters(flow, **kw)
                   for label, flow, kw, _ in pairs}
         for label, flow, kwargs, pair in pairs:
             if label not in wanted:
