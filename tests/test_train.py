@@ -117,6 +117,7 @@ def test_auto_objective_and_given_model():
     (dict(checkpoint="best.h5"), ValueError, r"`checkpoint` must be a path ending in "
                                              r"'.weights.h5'; got 'best.h5'"),
     (dict(validation_data=(1, 2, 3)), ValueError, r"`validation_data` must be an array"),
+    (dict(optimizer="adam", clipnorm=1.0), ValueError, r"`clipnorm` applies to the default Adam"),
 ])
 def test_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):

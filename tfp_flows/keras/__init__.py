@@ -1,4 +1,5 @@
-"""Keras 3 training path: `FlowModel` and its objectives."""
+"""Keras 3 training path: `FlowModel`, its objectives, and the one pipeline (`train`, `evaluate`,
+`count_parameters`, from `tfp_flows.keras.training`)."""
 
 from tfp_flows.keras.model import FlowModel
 from tfp_flows.keras.objectives import (

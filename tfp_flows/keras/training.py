@@ -199,7 +199,8 @@ def train(model, x=None, validation_data=None, *, conditional_input=None, flow_k
       learning_rate: float or `keras.optimizers.schedules.LearningRateSchedule`
         of the default optimiser, Adam (gradient norm clipped at `clipnorm`
         when given).
-      optimizer: a Keras optimiser used instead of Adam.
+      optimizer: a Keras optimiser used instead of Adam (then `learning_rate`
+        and `clipnorm` are not used; `clipnorm` with `optimizer` is an error).
       jit_compile, steps_per_execution: as `keras.Model.compile`.
       init_rows: training rows for data-dependent initialisation (the first
         `init_rows`; default `DEFAULT_INIT_ROWS`), None for all of them, 0 for
@@ -234,6 +235,9 @@ def train(model, x=None, validation_data=None, *, conditional_input=None, flow_k
         raise ValueError("`checkpoint` must be a path ending in '.weights.h5'; got "
                          f"{checkpoint!r}.")
     seed = validation.positive_int(seed, "seed", allow_zero=True)
+    if optimizer is not None and clipnorm is not None:
+        raise ValueError("`clipnorm` applies to the default Adam only; got an `optimizer` too "
+                         "(set clipnorm on that optimizer).")
 
     keras.utils.set_random_seed(seed)
     model = build_model(model, flow_kwargs=flow_kwargs, objective=objective, seed=seed)
