@@ -34,7 +34,8 @@ import tensorflow as tf
 from benchmarks.common import base_parser, write_results
 from tfp_flows import datasets
 from tfp_flows.evaluation import mean_of_batches
-from tfp_flows.keras import ELBO, FlowModel, count_parameters
+from tfp_flows.keras import ELBO, FlowModel
+from tfp_flows.keras.train import count_parameters
 
 # Table 2 of the thesis (best of 10 models, S = 200), keyed by (psi, D): B = 0..4.
 THESIS_TABLE2 = {
@@ -78,7 +79,7 @@ class _SeededELBO(ELBO):
     FlowModel bakes its integer seed into the traced train step (setting
     `model.seed` re-traces it); folding in a variable instead lets one compiled
     step draw a different eps stream per run. This is also why `Trainer` does
-    not use `tfp_flows.keras.train`, which builds and compiles a model per call.
+    not use `tfp_flows.keras.train.fit`, which builds and compiles a model per call.
     """
 
     def __init__(self):

@@ -37,7 +37,7 @@ from benchmarks import common  # noqa: E402
 from tfp_flows import plotting  # noqa: E402
 from tfp_flows.datasets import load  # noqa: E402
 from tfp_flows.evaluation import mean_of_batches  # noqa: E402
-from tfp_flows.keras import count_parameters, evaluate, train  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate, fit  # noqa: E402
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -222,9 +222,9 @@ def train_ours(name, split, args, jit):
     # training rows, compiles and fits.
     kwargs = {"num_layers": args.num_layers, "hidden_units": tuple(args.hidden_units)}
     timer = _StepTimer(skip_first_epoch=args.epochs > 1)
-    result = train(name, split.train, flow_kwargs={"event_size": split.dim, **kwargs},
-                   seed=args.seed, learning_rate=args.learning_rate, jit_compile=jit,
-                   batch_size=args.batch_size, epochs=args.epochs, callbacks=[timer])
+    result = fit(name, split.train, flow_kwargs={"event_size": split.dim, **kwargs},
+                 seed=args.seed, learning_rate=args.learning_rate, jit_compile=jit,
+                 batch_size=args.batch_size, epochs=args.epochs, callbacks=[timer])
     model = result.model
     log_prob = tf.function(lambda x: model.log_prob(x), reduce_retracing=True)
     return {"nll": evaluate(model, split.test).nll, "params": count_parameters(model),

@@ -1,7 +1,7 @@
 """Shared training loop of the Ferumal-flow benchmarks (seed 000).
 
 Every model is a registered flow trained by the library's pipeline
-(`tfp_flows.keras.train`: data-dependent initialisation, then `model.fit`)
+(`tfp_flows.keras.train.fit`: data-dependent initialisation, then `model.fit`)
 with Adam and a cosine-decayed learning rate; with a patience, the best
 validation epoch is restored (early stopping), for every model alike.
 """
@@ -12,7 +12,7 @@ from benchmarks import common  # noqa: F401  (sets the Keras backend first)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfp_flows.keras import train as train_flow  # noqa: E402
+from tfp_flows.keras.train import fit  # noqa: E402
 
 
 def train(flow, flow_kwargs, x_train, x_val, steps, batch_size, lr, patience=None, seed=0,
@@ -27,8 +27,8 @@ def train(flow, flow_kwargs, x_train, x_val, steps, batch_size, lr, patience=Non
     steps_per_epoch = max(1, int(np.ceil(len(x_train) / batch_size)))
     epochs = max(1, int(np.ceil(steps / steps_per_epoch)))
     schedule = keras.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch, alpha=0.05)
-    result = train_flow(flow, x_train, x_val, flow_kwargs=flow_kwargs, seed=seed,
-                        learning_rate=schedule, batch_size=batch_size, epochs=epochs,
-                        jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-                        validation_batch_size=validation_batch_size, patience=patience)
+    result = fit(flow, x_train, x_val, flow_kwargs=flow_kwargs, seed=seed,
+                 learning_rate=schedule, batch_size=batch_size, epochs=epochs,
+                 jit_compile=jit_compile, steps_per_execution=steps_per_execution,
+                 validation_batch_size=validation_batch_size, patience=patience)
     return result.model, result.seconds, result.epochs_run

@@ -32,7 +32,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfp_flows.keras import FlowModel, count_parameters  # noqa: E402
+from tfp_flows.keras import FlowModel  # noqa: E402
+from tfp_flows.keras.train import count_parameters  # noqa: E402
 
 
 def _best_time(fn, repeats):

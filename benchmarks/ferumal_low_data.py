@@ -27,7 +27,7 @@ from benchmarks import common, ferumal_common  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfp_flows import datasets  # noqa: E402
-from tfp_flows.keras import count_parameters, evaluate  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate  # noqa: E402
 
 SKLEARN = {"digits": datasets.load_digits, "breast_cancer": datasets.load_breast_cancer,
            "wine": datasets.load_wine}

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common, ferumal_common  # noqa: E402
 
 from tfp_flows import datasets  # noqa: E402
-from tfp_flows.keras import count_parameters, evaluate  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate  # noqa: E402
 
 PAPER = {"real_nvp": (13.55, "377K"), "glow": (11.35, "395K"), "ferumal": (11.25, "117K")}
 

@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfp_flows import datasets  # noqa: E402
-from tfp_flows.keras import count_parameters, evaluate  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate  # noqa: E402
 
 TOYS = {"line": datasets.line, "pinwheel": datasets.pinwheel, "moons": datasets.two_moons}
 PAPER = {"line": (-3.75, "5K", -3.15, "44K"), "pinwheel": (2.44, "4K", 2.48, "44K"),

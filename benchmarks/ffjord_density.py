@@ -1,6 +1,6 @@
 """FFJORD density estimation: 2-D toys (plots, test NLL, NFE) and low-data tabular sets.
 
-Trains `"ffjord"` with the library's pipeline (`tfp_flows.keras.train`) under
+Trains `"ffjord"` with the library's pipeline (`tfp_flows.keras.train.fit`) under
 `jit_compile=True`: Hutchinson trace (one Rademacher probe), DOPRI5
 rtol = atol = 1e-5, adjoint gradients, RNODE regularisers (kinetic and Jacobian
 weights 0.01), a budget of steps and/or wall-clock seconds per data set (a
@@ -32,8 +32,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tfp_flows import datasets, flows  # noqa: E402
-from tfp_flows.keras import RNODE, count_parameters, evaluate  # noqa: E402
-from tfp_flows.keras import train as train_flow  # noqa: E402
+from tfp_flows.keras import RNODE  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate, fit  # noqa: E402
 
 TOYS = ("moons", "checkerboard", "eight_gaussians", "two_spirals")
 TABULAR = ("wine", "breast_cancer", "digits")
@@ -63,7 +63,7 @@ class Budget(keras.callbacks.Callback):
 
 def train(split, args, hidden_units, batch_size):
     budget = Budget(args.budget, args.steps)
-    result = train_flow(
+    result = fit(
         "ffjord", split.train, flow_kwargs=dict(
             event_size=split.dim, hidden_units=hidden_units, trace="hutchinson",
             solver="dopri5", rtol=1e-5, atol=1e-5),

@@ -37,7 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tfp_flows import bijectors, datasets, nets, testing  # noqa: E402
-from tfp_flows.keras import evaluate  # noqa: E402
+from tfp_flows.keras.train import evaluate  # noqa: E402
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 

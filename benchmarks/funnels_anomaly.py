@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from benchmarks import common, funnels_common  # noqa: E402
 from tfp_flows import datasets  # noqa: E402
 from tfp_flows.evaluation import log_prob_values  # noqa: E402
-from tfp_flows.keras import count_parameters  # noqa: E402
+from tfp_flows.keras.train import count_parameters  # noqa: E402
 
 
 def _models(num_layers, params):

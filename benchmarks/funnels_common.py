@@ -2,7 +2,7 @@
 
 `fit_flow` builds a registered flow by name, initialises it from data
 (ActNorm), trains it by maximum likelihood with the library's pipeline
-(`tfp_flows.keras.train`) and returns
+(`tfp_flows.keras.train.fit`) and returns
 the model with the weights of the epoch with the best validation NLL
 (early stopping on the validation split, never on the test split). Every
 model of a benchmark gets the same optimiser, batch size, epoch budget and
@@ -22,15 +22,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402,F401  (sets the TF environment first)
-from tfp_flows.keras import FlowModel, count_parameters  # noqa: E402
-from tfp_flows.keras import train as train_flow  # noqa: E402
+from tfp_flows.keras import FlowModel  # noqa: E402
+from tfp_flows.keras.train import count_parameters, fit  # noqa: E402
 
 LN2 = float(np.log(2.0))
 
 
 def fit_flow(flow, train, validation, epochs, batch_size=128, learning_rate=1e-3, seed=0,
              jit_compile=True, patience=None, **flow_kwargs):
-    """Trains flow `flow` by maximum likelihood with early stopping (`tfp_flows.keras.train`).
+    """Trains flow `flow` by maximum likelihood with early stopping (`tfp_flows.keras.train.fit`).
 
     Args:
       flow: Name of a registered flow.
@@ -56,10 +56,10 @@ def fit_flow(flow, train, validation, epochs, batch_size=128, learning_rate=1e-3
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive int; got {epochs!r}.")
     patience = max(5, epochs // 5) if patience is None else patience
-    result = train_flow(flow, train, validation, flow_kwargs=flow_kwargs, seed=seed,
-                        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                        clipnorm=5.0, jit_compile=jit_compile, patience=patience)
-    later = result.epoch_seconds_after_first
+    result = fit(flow, train, validation, flow_kwargs=flow_kwargs, seed=seed, epochs=epochs,
+                 batch_size=batch_size, learning_rate=learning_rate, clipnorm=5.0,
+                 jit_compile=jit_compile, patience=patience)
+    later = result.median_epoch_seconds
     info = {"seconds": result.seconds, "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch, "steps": result.steps,
             "epoch_s": later if np.isfinite(later) else result.seconds}

@@ -27,7 +27,7 @@ import scipy.stats  # noqa: E402
 from benchmarks import common, funnels_common  # noqa: E402
 from tfp_flows import plotting  # noqa: E402
 from tfp_flows.datasets import four_circles  # noqa: E402
-from tfp_flows.keras import count_parameters, evaluate  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate  # noqa: E402
 
 
 def main():

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import common, funnels_common  # noqa: E402
 from tfp_flows import datasets  # noqa: E402
-from tfp_flows.keras import evaluate  # noqa: E402
+from tfp_flows.keras.train import evaluate  # noqa: E402
 
 PAIRS = {"F-NSF": "NSF", "F-Glow": "Glow", "F-MLP": "MLP flow"}
 

@@ -25,7 +25,7 @@ from benchmarks import common  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfp_flows import datasets  # noqa: E402
-from tfp_flows.keras import count_parameters, evaluate, train  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate, fit  # noqa: E402
 
 PAPER = {"power": 0.48, "gas": 12.02, "hepmass": -16.63, "miniboone": -9.93}
 
@@ -43,9 +43,9 @@ def models(dim):
 
 def run(name, split, label, spec, args):
     flow, objective, kwargs = spec
-    result = train(flow, split.train, split.validation, flow_kwargs=kwargs, objective=objective,
-                   seed=args.seed, learning_rate=1e-3, jit_compile=args.jit,
-                   batch_size=args.batch_size, epochs=args.epochs, patience=args.patience)
+    result = fit(flow, split.train, split.validation, flow_kwargs=kwargs, objective=objective,
+                 seed=args.seed, learning_rate=1e-3, jit_compile=args.jit,
+                 batch_size=args.batch_size, epochs=args.epochs, patience=args.patience)
     model = result.model
     dist = model.distribution
     test = split.test[:args.num_test]

@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfp_flows import datasets  # noqa: E402
-from tfp_flows.keras import count_parameters, evaluate, train  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate, fit  # noqa: E402
 
 TOYS = {"rectangles": (datasets.two_rectangles, ((-3, 3), (-2, 2))),
         "checkerboard": (datasets.checkerboard, ((-4.5, 4.5), (-4.5, 4.5))),
@@ -138,9 +138,9 @@ def run(name, label, args, data, pts, area):
     is_lgf = flow.startswith("lgf")
     tracker = Tracker(name, is_lgf, pts, area, args.grid_samples, args.track_samples, args.jit)
     # The pipeline seeds Keras first (weights, batch shuffling: the same for every run).
-    result = train(flow, data.train, data.validation, flow_kwargs=kwargs, objective=objective,
-                   seed=args.seed, learning_rate=1e-3, jit_compile=args.jit,
-                   batch_size=args.batch_size, epochs=args.epochs, callbacks=[tracker])
+    result = fit(flow, data.train, data.validation, flow_kwargs=kwargs, objective=objective,
+                 seed=args.seed, learning_rate=1e-3, jit_compile=args.jit,
+                 batch_size=args.batch_size, epochs=args.epochs, callbacks=[tracker])
     model, history = result.model, result.history
     seconds = result.seconds - tracker.seconds
     start = time.perf_counter()

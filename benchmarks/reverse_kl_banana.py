@@ -42,7 +42,8 @@ import tensorflow as tf  # noqa: E402
 from benchmarks import common  # noqa: E402
 from tfp_flows import plotting  # noqa: E402
 from tfp_flows.flows import real_nvp  # noqa: E402
-from tfp_flows.keras import FlowModel, ReverseKL, evaluate, train  # noqa: E402
+from tfp_flows.keras import FlowModel, ReverseKL  # noqa: E402
+from tfp_flows.keras.train import evaluate, fit  # noqa: E402
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -120,9 +121,9 @@ def main(argv=None):
     model = FlowModel(flow, objective=ReverseKL(target, num_samples=args.num_samples),
                       seed=args.seed)
     before = diagnostics(model, target, args.num_eval, args.seed + 1)
-    result = train(model, None, seed=args.seed, learning_rate=args.learning_rate,
-                   jit_compile=not args.no_jit, steps_per_epoch=args.steps_per_epoch,
-                   epochs=args.epochs)  # no data: ReverseKL samples from the flow
+    result = fit(model, None, seed=args.seed, learning_rate=args.learning_rate,
+                 jit_compile=not args.no_jit, steps_per_epoch=args.steps_per_epoch,
+                 epochs=args.epochs)  # no data: ReverseKL samples from the flow
     seconds = result.seconds
     after = diagnostics(model, target, args.num_eval, args.seed + 2)
 

@@ -3,9 +3,9 @@
     python examples/demo.py --out demo_output
 
 About ten minutes on two cores. Each model is trained with the library's
-pipeline (`tfp_flows.keras.train`: data-dependent initialisation on the first
+pipeline (`tfp_flows.keras.train.fit`: data-dependent initialisation on the first
 1024 points, Adam 2e-3 under XLA) on two moons (2-D; the funnel maps 2-D ->
-1-D), evaluated on held-out data with `tfp_flows.keras.evaluate` (exact
+1-D), evaluated on held-out data with `tfp_flows.keras.train.evaluate` (exact
 log-likelihood, or an importance-sampled estimate where the family's
 log-density is one), and plotted (density and samples) into the output
 directory. `--quick` trains for a few steps (used by the test suite).
@@ -52,15 +52,15 @@ def parse_args(argv):
 
 
 def train_one(label, flow, kwargs, objective, split, args):
-    result = tff.keras.train(
+    result = tff.keras.train.fit(
         flow, split.train, split.validation, flow_kwargs={"event_size": split.dim, **kwargs},
         objective=objective, seed=args.seed, learning_rate=2e-3, jit_compile=True,
         batch_size=args.batch_size, epochs=1 if args.quick else args.epochs,
         steps_per_epoch=2 if args.quick else None, verbose=2)
-    nll, kind = tff.keras.evaluate(result.model, split.test,
-                                   num_samples=16 if args.quick else 200, seed=args.seed)
+    nll, kind = tff.keras.train.evaluate(result.model, split.test,
+                                         num_samples=16 if args.quick else 200, seed=args.seed)
     return result.model, {"model": label, "flow": flow, "test NLL (nats)": nll, "log p(x)": kind,
-                          "params": tff.keras.count_parameters(result.model),
+                          "params": tff.keras.train.count_parameters(result.model),
                           "train s": result.seconds}
 
 

@@ -5,7 +5,7 @@
     python examples/reproduce_ffjord.py --dataset power --data-dir DIR   # the paper's Table 2
 
 Trains `"ffjord"` (one continuous-time block, ODENet 64x64 tanh) with
-`tfp_flows.keras.train` under XLA on the Hutchinson trace estimator (one Rademacher
+`tfp_flows.keras.train.fit` under XLA on the Hutchinson trace estimator (one Rademacher
 probe per step, as the paper), batch 512, Adam 1e-3, adjoint gradients; then
 switches the same weights to the exact trace (`flows.ffjord_blocks(...)`,
 `.trace = "exact"`) and prints the test NLL (nats, lower is better).
@@ -61,7 +61,7 @@ def main(argv=None):
     import keras
 
     from tfp_flows import datasets, flows
-    from tfp_flows.keras import count_parameters, evaluate, train
+    from tfp_flows.keras import train
 
     keras.utils.set_random_seed(args.seed)
     generated = args.dataset.lower() not in (*PAPER_NLL, "digits", "breast_cancer", "wine")
@@ -72,21 +72,22 @@ def main(argv=None):
     batch_size = 512
     steps_per_epoch = min(args.steps, max(1, len(split.train) // batch_size))
     epochs = -(-args.steps // steps_per_epoch)  # ceil
-    model = train("ffjord", split.train, seed=args.seed, jit_compile=True, learning_rate=1e-3,
-                  flow_kwargs=dict(event_size=split.dim, hidden_units=(64, 64),
-                                   trace="hutchinson", **solver),
-                  batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch).model
+    model = train.fit("ffjord", split.train, seed=args.seed, jit_compile=True,
+                      learning_rate=1e-3, flow_kwargs=dict(event_size=split.dim,
+                                                           hidden_units=(64, 64),
+                                                           trace="hutchinson", **solver),
+                      batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch).model
 
-    estimate, _ = evaluate(model, split.test)  # Hutchinson: an unbiased estimate
+    estimate, _ = train.evaluate(model, split.test)  # Hutchinson: an unbiased estimate
     for block in flows.ffjord_blocks(model.distribution):
         block.trace = "exact"
-    exact, _ = evaluate(model, split.test)
+    exact, _ = train.evaluate(model, split.test)
     paper = PAPER_NLL.get(args.dataset, "no number (figure only)")
     print(f"{args.dataset}: D = {split.dim}, {len(split.train)} training points, "
           f"{epochs * steps_per_epoch} Adam steps, solver {solver}")
     print("| test NLL, exact trace (nats) | test NLL, Hutchinson (nats) | params | paper |")
     print("|---|---|---|---|")
-    print(f"| {exact:.3f} | {estimate:.3f} | {count_parameters(model)} | {paper} |")
+    print(f"| {exact:.3f} | {estimate:.3f} | {train.count_parameters(model)} | {paper} |")
     print(f"RESULT exact_nll={exact:.4f} hutchinson_nll={estimate:.4f}")
     return 0
 

@@ -7,7 +7,7 @@
 Trains a neural spline flow with one step replaced by a funnel (`"funnel_nsf"`,
 latent space 25% smaller than the data, exact log-likelihood) and the same
 flow without the funnel (`"neural_spline"` with LU-linear mixing) by maximum
-likelihood with `tfp_flows.keras.train` (best validation epoch restored), and prints
+likelihood with `tfp_flows.keras.train.fit` (best validation epoch restored), and prints
 the test log-likelihood (nats, higher is better) and the gap F-NSF - NSF.
 
 Paper (Table 1, test log-likelihood, F-NSF vs NSF): POWER 0.62 vs 0.63, GAS
@@ -66,9 +66,10 @@ def fit(flow, split, args, **flow_kwargs):
     # The flow's own `seed` fixes its permutations and LU initialisation.
     model = FlowModel(build_flow(flow, event_size=split.dim, seed=args.seed, **flow_kwargs),
                       seed=args.seed)
-    return train(model, split.train, split.validation, seed=args.seed, learning_rate=1e-3,
-                 clipnorm=5.0, batch_size=128, epochs=args.epochs,
-                 steps_per_epoch=args.steps_per_epoch, patience=max(3, args.epochs // 5)).model
+    return train.fit(model, split.train, split.validation, seed=args.seed, learning_rate=1e-3,
+                     clipnorm=5.0, batch_size=128, epochs=args.epochs,
+                     steps_per_epoch=args.steps_per_epoch,
+                     patience=max(3, args.epochs // 5)).model
 
 
 def main(argv=None):
@@ -76,7 +77,7 @@ def main(argv=None):
     import keras
 
     from tfp_flows import datasets
-    from tfp_flows.keras import count_parameters, evaluate
+    from tfp_flows.keras import train
 
     keras.utils.set_random_seed(args.seed)
     split = datasets.load(args.dataset, data_dir=args.data_dir, seed=args.seed)
@@ -94,9 +95,9 @@ def main(argv=None):
     ll = {}
     for i, (label, (flow, kwargs)) in enumerate(models.items()):
         model = fit(flow, split, args, **kwargs)
-        ll[label] = -evaluate(model, split.test).nll
+        ll[label] = -train.evaluate(model, split.test).nll
         latent = getattr(model.distribution, "latent_size", split.dim)
-        print(f"| {label} | {latent} | {ll[label]:.2f} | {count_parameters(model)} | "
+        print(f"| {label} | {latent} | {ll[label]:.2f} | {train.count_parameters(model)} | "
               f"{paper[i]} |", flush=True)
     gap = ll["F-NSF"] - ll["NSF"]
     print(f"gap F-NSF - NSF: {gap:+.2f} nats (paper: -0.15 to +0.08 on UCI)")

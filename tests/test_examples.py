@@ -101,4 +101,4 @@ def test_scripts_train_and_evaluate_through_the_pipeline(path):
     text = path.read_text()
     allowed = _OWN_LOOPS.get(path.name, ()) if path.parent.name == "benchmarks" else ()
     used = [step for step in _PIPELINE_STEPS if step in text and step not in allowed]
-    assert not used, f"{path.name} runs {used} itself; use tfp_flows.keras.train/evaluate"
+    assert not used, f"{path.name} runs {used} itself; use tfp_flows.keras.train.fit/evaluate"

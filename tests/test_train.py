@@ -1,4 +1,4 @@
-"""The one training pipeline (`tfp_flows.keras.train` / `evaluate` / `count_parameters`)."""
+"""The one training pipeline (`tfp_flows.keras.train`: `fit`, `evaluate`, `count_parameters`)."""
 
 import numpy as np
 import pytest
@@ -6,13 +6,9 @@ import tensorflow as tf
 
 from tfp_flows import evaluation
 from tfp_flows.flows import real_nvp
-from tfp_flows.keras import (
-    DEFAULT_INIT_ROWS,
-    FlowModel,
-    count_parameters,
-    evaluate,
-    train,
-)
+from tfp_flows.keras import FlowModel
+from tfp_flows.keras.train import DEFAULT_INIT_ROWS, count_parameters, evaluate
+from tfp_flows.keras.train import fit as train
 
 TINY = {"num_layers": 2, "hidden_units": (8,)}
 # 2 couplings of an MLP 1 -> 8 -> 2: 2 * (8 + 8 + 16 + 2).
@@ -32,7 +28,9 @@ def test_train_by_name_then_evaluate_and_count():
     assert result.epochs_run == 2 and len(result.history["val_loss"]) == 2
     assert result.steps == 2 * 4 and len(result.epoch_seconds) == 2
     assert result.seconds >= sum(result.epoch_seconds) * 0.99
-    assert result.first_epoch_seconds == result.epoch_seconds[0] > 0
+    assert result.compile_seconds == result.epoch_seconds[0] > 0
+    assert result.train_seconds == pytest.approx(result.epoch_seconds[1])
+    assert result.median_epoch_seconds == pytest.approx(result.epoch_seconds[1])
     assert result.best_epoch in (1, 2)
     nll, kind = evaluate(result.model, x_test)
     assert kind == "exact" and np.isfinite(nll)
@@ -99,6 +97,12 @@ def test_conditional_inputs_are_routed():
     nll, kind = evaluate(result.model, x[:32], c[:32])
     expected = -np.mean(result.model.log_prob(x[:32], conditional_input=c[:32]).numpy())
     assert kind == "exact" and nll == pytest.approx(expected, rel=1e-5)
+    # The validation condition may also come as its own argument: same validation loss.
+    again = train(flow, x, x[:32], conditional_input=c, validation_conditional_input=c[:32],
+                  epochs=1, batch_size=32, init_rows=0)
+    assert np.isfinite(again.history["val_loss"][0])
+    with pytest.raises(ValueError, match=r"Give the validation condition once"):
+        train(flow, x, (x[:32], c[:32]), conditional_input=c, validation_conditional_input=c)
     with pytest.raises(ValueError, match=r"`conditional_input` must have one row per data row"):
         train(flow, x, conditional_input=c[:5])
 
@@ -117,6 +121,8 @@ def test_auto_objective_and_given_model():
     (dict(checkpoint="best.h5"), ValueError, r"`checkpoint` must be a path ending in "
                                              r"'.weights.h5'; got 'best.h5'"),
     (dict(validation_data=(1, 2, 3)), ValueError, r"`validation_data` must be an array"),
+    (dict(validation_conditional_input=np.zeros([4, 1])), ValueError,
+     r"`validation_conditional_input` needs `validation_data`"),
     (dict(optimizer="adam", clipnorm=1.0), ValueError, r"`clipnorm` applies to the default Adam"),
 ])
 def test_bad_arguments(kwargs, error, message):

@@ -5,7 +5,7 @@ distribution of this library) in batches and reports the declared kind of
 that number (`tfp_flows.internal.contract.log_prob_kind`): "exact",
 "unbiased estimate" (Hutchinson traces), "importance-sampled (S=...)"
 (augmentation, LGF: a stochastic lower bound in expectation, by Jensen) or
-"bound". `mean_log_prob` is its mean; `tfp_flows.keras.evaluate` is minus
+"bound". `mean_log_prob` is its mean; `tfp_flows.keras.train.evaluate` is minus
 that mean (the test NLL). `mean_of_batches` batches any other callable
 (e.g. a peer implementation a benchmark compares against).
 """

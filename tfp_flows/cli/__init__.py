@@ -13,7 +13,7 @@ registers every family's flows). `main(argv)` returns the exit code: 0 on
 success, 2 for a usage error (message on stderr). Benchmarks are scripts of
 the source checkout, run directly: `python benchmarks/NAME.py ...`.
 
-`fit` trains with `tfp_flows.keras.train` and writes to the run directory:
+`fit` trains with `tfp_flows.keras.train.fit` and writes to the run directory:
 
 - `metrics.json`: test and validation NLL (nats; an importance-sampled
   estimate with `--eval-samples` samples for distributions whose declared

@@ -1,8 +1,8 @@
 """The `tfp-flows` subcommands: `fit`, `evaluate`, `sample`, `list`.
 
-`fit` trains with the library's one pipeline (`tfp_flows.keras.train`:
+`fit` trains with the library's one pipeline (`tfp_flows.keras.train.fit`:
 seed, build, initialise from data, compile, fit with early stopping), and
-measures NLL with `tfp_flows.keras.evaluate`. TensorFlow is imported by the
+measures NLL with `tfp_flows.keras.train.evaluate`. TensorFlow is imported by the
 commands that need it, not at import time.
 """
 
@@ -64,9 +64,9 @@ def _json_default(obj):
 
 def _objective(name, iwae_samples, model, flow):
     """The objective named on the command line, checked against the distribution."""
-    from tfp_flows.keras import objectives, training
+    from tfp_flows.keras import objectives, train
 
-    name = training.resolve_objective(name, model.distribution)
+    name = train.resolve_objective(name, model.distribution)
     method = {"elbo": "elbo", "iwae": "importance_weighted_bound"}.get(name)
     if method and not hasattr(model.distribution, method):
         raise CLIError(f"--objective {name} needs a distribution with a `{method}` "
@@ -101,7 +101,7 @@ def cmd_list(args):
 
 def cmd_fit(args):
     from tfp_flows.flows import registry
-    from tfp_flows.keras import count_parameters, evaluate, training
+    from tfp_flows.keras import train
 
     flows = registry.available_flows()
     if args.flow not in flows:
@@ -117,23 +117,24 @@ def cmd_fit(args):
 
     keras.utils.set_random_seed(args.seed)
     try:
-        model = training.build_model(args.flow, seed=args.seed,
+        model = train.build_model(args.flow, seed=args.seed,
                                      flow_kwargs={"event_size": split.dim, **flow_args})
     except (ValueError, TypeError) as err:
         raise CLIError(f"--flow {args.flow} with --flow-arg {flow_args}: {err}") from err
     objective_name, objective = _objective(args.objective, args.iwae_samples, model, args.flow)
 
     os.makedirs(args.run_dir, exist_ok=True)
-    result = training.train(
+    result = train.fit(
         model, split.train, split.validation, objective=objective, seed=args.seed,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         jit_compile=args.jit, patience=args.patience, terminate_on_nan=True,
         checkpoint=os.path.join(args.run_dir, "best.weights.h5"),
-        init_rows=training.DEFAULT_INIT_ROWS if args.init_rows is None else args.init_rows,
+        init_rows=train.DEFAULT_INIT_ROWS if args.init_rows is None else args.init_rows,
         verbose=args.verbose)
 
-    test_nll, kind = evaluate(model, split.test, num_samples=eval_samples, seed=args.seed)
-    val_nll, _ = evaluate(model, split.validation, num_samples=eval_samples, seed=args.seed + 1)
+    test_nll, kind = train.evaluate(model, split.test, num_samples=eval_samples, seed=args.seed)
+    val_nll, _ = train.evaluate(model, split.validation, num_samples=eval_samples,
+                                seed=args.seed + 1)
     model.save(os.path.join(args.run_dir, "model.keras"))
     plots = []
     if split.dim == 2 and not args.no_plots:
@@ -154,13 +155,13 @@ def cmd_fit(args):
         "batch_size": args.batch_size, "epochs_requested": args.epochs,
         "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
         "init_rows": args.init_rows if args.init_rows is not None
-        else training.DEFAULT_INIT_ROWS,
+        else train.DEFAULT_INIT_ROWS,
         "test_nll": test_nll, "validation_nll": val_nll, "nll_kind": kind,
         "eval_samples": eval_samples if kind != "exact" else None,
         "best_val_loss": min(hist["val_loss"]) if hist.get("val_loss") else None,
-        "train_seconds": result.seconds, "first_epoch_seconds": result.first_epoch_seconds,
+        "train_seconds": result.seconds, "first_epoch_seconds": result.compile_seconds,
         "seconds_per_epoch": result.seconds / max(result.epochs_run, 1),
-        "num_params": count_parameters(model),
+        "num_params": train.count_parameters(model),
         "history": hist, "plots": [os.path.basename(p) for p in plots],
     }
     _write_json(os.path.join(args.run_dir, "metrics.json"), metrics)
@@ -174,7 +175,7 @@ def cmd_evaluate(args):
     with open(metrics_path) as f:
         run = json.load(f)
     model = _load_model(args.run_dir)
-    from tfp_flows.keras import evaluate
+    from tfp_flows.keras import train
 
     name = args.dataset or run["dataset"]
     # The run's data options apply to the run's data set only, not to a --dataset override.
@@ -192,7 +193,7 @@ def cmd_evaluate(args):
                        f"{args.run_dir!r} has event size {event_size}.")
     eval_samples = args.eval_samples or run.get("eval_samples") or 100
     x = getattr(split, args.split)
-    nll, kind = evaluate(model, x, num_samples=eval_samples, seed=seed)
+    nll, kind = train.evaluate(model, x, num_samples=eval_samples, seed=seed)
     result = {"dataset": split.name, "split": args.split, "nll": nll, "nll_kind": kind,
               "num_points": len(x), "seed": seed}
     _write_json(os.path.join(args.run_dir, "evaluation.json"), result)

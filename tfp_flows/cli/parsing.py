@@ -110,7 +110,7 @@ def build_parser():
                      help="early-stopping patience in epochs (on val_loss; best epoch restored)")
     fit.add_argument("--init-rows", type=non_negative_int, default=None,
                      help="training rows for data-dependent initialisation (default: "
-                          "tfp_flows.keras.DEFAULT_INIT_ROWS = 1024; 0: none)")
+                          "tfp_flows.keras.train.DEFAULT_INIT_ROWS = 1024; 0: none)")
     fit.add_argument("--jit", action="store_true", help="compile training steps with XLA")
     fit.add_argument("--no-plots", action="store_true", help="skip the 2-D PNG plots")
     fit.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,

@@ -1,5 +1,5 @@
-"""Keras 3 training path: `FlowModel`, its objectives, and the one pipeline (`train`, `evaluate`,
-`count_parameters`, from `tfp_flows.keras.training`)."""
+"""Keras 3 training path: `FlowModel`, its objectives, and the one pipeline
+(`tfp_flows.keras.train`: `fit`, `evaluate`, `count_parameters`)."""
 
 from tfp_flows.keras.model import FlowModel
 from tfp_flows.keras.objectives import (
@@ -17,14 +17,6 @@ from tfp_flows.keras.rnode import RNODE  # noqa: E402
 
 __all__ += ["RNODE"]
 
-from tfp_flows.keras.training import (  # noqa: E402
-    DEFAULT_INIT_ROWS,
-    Evaluation,
-    TrainResult,
-    count_parameters,
-    evaluate,
-    train,
-)
+from tfp_flows.keras import train  # noqa: E402  (the pipeline: train.fit / evaluate / ...)
 
-__all__ += ["DEFAULT_INIT_ROWS", "Evaluation", "TrainResult", "count_parameters", "evaluate",
-            "train"]
+__all__ += ["train"]

@@ -1,7 +1,7 @@
 """The one training pipeline: build -> initialise from data -> compile -> fit -> evaluate.
 
 Every caller (the `tfp-flows` CLI, `examples/`, `benchmarks/`) trains with
-`train`, measures held-out NLL with `evaluate` and counts parameters with
+`fit`, measures held-out NLL with `evaluate` and counts parameters with
 `count_parameters`, so they agree on the order of the steps, the data used
 for initialisation, early stopping and what a "parameter" is:
 
@@ -19,13 +19,14 @@ for initialisation, early stopping and what a "parameter" is:
 
 ```python
 from tfp_flows import datasets
-from tfp_flows.keras import count_parameters, evaluate, train
+from tfp_flows.keras import train
 
 split = datasets.load("moons", num_samples=2000, seed=0)
-result = train("real_nvp", split.train, split.validation, flow_kwargs={"num_layers": 4},
-               epochs=20, patience=5, seed=0)
-nll, kind = evaluate(result.model, split.test)
-print(nll, kind, count_parameters(result.model), result.seconds)
+result = train.fit("real_nvp", split.train, split.validation,
+                   flow_kwargs={"event_size": 2, "num_layers": 4}, epochs=20, patience=5)
+nll, kind = train.evaluate(result.model, split.test)
+print(nll, kind, train.count_parameters(result.model), result.compile_seconds,
+      result.train_seconds)
 ```
 """
 
@@ -48,7 +49,7 @@ DEFAULT_INIT_ROWS = 1024
 
 @dataclasses.dataclass
 class TrainResult:
-    """What `train` returns.
+    """What `fit` returns.
 
     Attributes:
       model: the trained `FlowModel` (best validation weights restored when
@@ -57,7 +58,7 @@ class TrainResult:
         validation data), floats.
       epoch_seconds: wall seconds of every epoch; the first includes tracing
         and (with `jit_compile`) XLA compilation of the train and test steps.
-      seconds: wall seconds of the whole `fit` (tracing included).
+      seconds: wall seconds of the whole `model.fit` (tracing included).
       steps: optimiser steps taken.
       best_epoch: 1-based epoch of the lowest `val_loss` (of `loss` without
         validation data); None if no epoch ran.
@@ -75,20 +76,20 @@ class TrainResult:
         return len(self.history.get("loss", []))
 
     @property
-    def first_epoch_seconds(self):
-        """Wall seconds of the first epoch (tracing and compilation included)."""
+    def compile_seconds(self):
+        """Wall seconds of the first epoch: tracing and compilation, plus that epoch's steps."""
         return self.epoch_seconds[0] if self.epoch_seconds else 0.0
 
     @property
-    def epoch_seconds_after_first(self):
+    def train_seconds(self):
+        """Wall seconds of the epochs after the first (compiled steps only; 0 after one)."""
+        return float(sum(self.epoch_seconds[1:]))
+
+    @property
+    def median_epoch_seconds(self):
         """Median wall seconds of the epochs after the first (NaN after one epoch)."""
         later = self.epoch_seconds[1:]
         return float(np.median(later)) if later else float("nan")
-
-    @property
-    def compile_seconds(self):
-        """First epoch minus a later one: the one-off tracing / compile cost (NaN after one)."""
-        return self.first_epoch_seconds - self.epoch_seconds_after_first
 
 
 class Evaluation(NamedTuple):
@@ -156,9 +157,11 @@ def _inputs(x, c, name):
     return {"x": x, "conditional_input": c}
 
 
-def _validation(validation_data):
-    """`x_val`, `(x_val,)` or `(x_val, c_val)` -> Keras' `validation_data`."""
+def _validation(validation_data, validation_conditional_input=None):
+    """`x_val`, `(x_val,)` or `(x_val, c_val)` (+ `c_val`) -> Keras' `validation_data`."""
     if validation_data is None:
+        if validation_conditional_input is not None:
+            raise ValueError("`validation_conditional_input` needs `validation_data`; got none.")
         return None
     if isinstance(validation_data, tuple | list):
         if len(validation_data) not in (1, 2):
@@ -168,15 +171,20 @@ def _validation(validation_data):
         c_val = validation_data[1] if len(validation_data) == 2 else None
     else:
         x_val, c_val = validation_data, None
-    return (_inputs(x_val, c_val, "validation_data[1]"),)
+    if validation_conditional_input is not None:
+        if c_val is not None:
+            raise ValueError("Give the validation condition once: in `validation_data` or as "
+                             "`validation_conditional_input`, not both.")
+        c_val = validation_conditional_input
+    return (_inputs(x_val, c_val, "validation_conditional_input"),)
 
 
-def train(model, x=None, validation_data=None, *, conditional_input=None, flow_kwargs=None,
-          objective=None, seed=0, epochs=1, batch_size=256, steps_per_epoch=None,
-          learning_rate=1e-3, optimizer=None, clipnorm=None, jit_compile=False,
-          steps_per_execution=1, init_rows=DEFAULT_INIT_ROWS, patience=None,
-          restore_best_weights=True, checkpoint=None, callbacks=(), shuffle=True,
-          validation_batch_size=None, terminate_on_nan=False, verbose=0):
+def fit(model, x=None, validation_data=None, *, conditional_input=None,
+        validation_conditional_input=None, flow_kwargs=None, objective=None, seed=0, epochs=1,
+        batch_size=256, steps_per_epoch=None, learning_rate=1e-3, optimizer=None, clipnorm=None,
+        jit_compile=False, steps_per_execution=1, init_rows=DEFAULT_INIT_ROWS, patience=None,
+        restore_best_weights=True, checkpoint=None, callbacks=(), shuffle=True,
+        validation_batch_size=None, terminate_on_nan=False, verbose=0):
     """Builds, initialises from data, compiles and fits a flow; returns a `TrainResult`.
 
     Args:
@@ -187,6 +195,8 @@ def train(model, x=None, validation_data=None, *, conditional_input=None, flow_k
         data (`ReverseKL`; then `steps_per_epoch` is required).
       validation_data: `x_val`, `(x_val,)` or `(x_val, conditional_input_val)`.
       conditional_input: `[N, C]` condition of conditional flows, or None.
+      validation_conditional_input: the validation condition (if not given in
+        `validation_data`).
       flow_kwargs: keyword arguments of the flow builder (flow given by name).
       objective: `Objective`, name (`"nll"`, `"elbo"`, `"iwae"`), `"auto"`
         (`"elbo"` when the distribution has an `elbo` method), or None
@@ -246,7 +256,7 @@ def train(model, x=None, validation_data=None, *, conditional_input=None, flow_k
     if x is None and conditional_input is not None:
         raise ValueError("`conditional_input` needs data `x`; got x=None.")
     inputs = None if x is None else _inputs(x, conditional_input, "conditional_input")
-    validation_data = _validation(validation_data)
+    validation_data = _validation(validation_data, validation_conditional_input)
 
     if x is not None and init_rows != 0:
         n = len(x) if init_rows is None else min(init_rows, len(x))
