@@ -31,9 +31,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.common import base_parser, mean_nll, num_params, write_results
+from benchmarks.common import base_parser, write_results
 from tfp_flows import datasets
+from tfp_flows.evaluation import mean_of_batches
 from tfp_flows.keras import ELBO, FlowModel
+from tfp_flows.keras.train import count_parameters
 
 # Table 2 of the thesis (best of 10 models, S = 200), keyed by (psi, D): B = 0..4.
 THESIS_TABLE2 = {
@@ -74,8 +76,10 @@ def ci95(values):
 class _SeededELBO(ELBO):
     """The ELBO objective with a run seed folded into FlowModel's per-step seeds.
 
-    FlowModel bakes its integer seed into the traced train step; folding in a
-    variable instead lets one compiled step draw a different eps stream per run.
+    FlowModel bakes its integer seed into the traced train step (setting
+    `model.seed` re-traces it); folding in a variable instead lets one compiled
+    step draw a different eps stream per run. This is also why `Trainer` does
+    not use `tfp_flows.keras.train.fit`, which builds and compiles a model per call.
     """
 
     def __init__(self):
@@ -148,12 +152,12 @@ class Trainer:
                 lambda x, seed: self.model.log_prob(x, num_samples=num_samples, seed=seed),
                 jit_compile=args_jit())
         fn, seed = self._log_prob_fns[num_samples], tf.constant([seed, 1], tf.int32)
-        return -mean_nll(lambda x: fn(x, seed), x, batch_size=512)
+        return mean_of_batches(lambda x: fn(x, seed), x, batch_size=512)
 
     def mean_elbo(self, x, seed=0):
         """Mean single-sample bound (nats)."""
         seed = tf.constant([seed, 2], tf.int32)
-        return -mean_nll(lambda x: self._elbo_fn(x, seed), x, batch_size=512)
+        return mean_of_batches(lambda x: self._elbo_fn(x, seed), x, batch_size=512)
 
 
 def _timings(trainer_secs):
@@ -192,7 +196,7 @@ def run_table2(args):
                               "best test": max(test), "mean test": mean, "95% +-": half,
                               "mean train": float(np.mean(trn)), "exact E log p": exact,
                               "thesis - exact": thesis - exact, "runs": len(test),
-                              "params": num_params(trainer.model), "test per run": test,
+                              "params": count_parameters(trainer.model), "test per run": test,
                               "train per run": trn})
             train_s, compile_s = _timings(fit_secs)
             eval_s, eval_compile_s = _timings(eval_secs)

@@ -18,7 +18,7 @@ epoch (tracing and compilation excluded). The machine is shared; compare the
 ratios measured in one run, not absolute seconds across runs.
 
     python benchmarks/baselines_two_moons.py        # full run (~10 min, idle 2-core machine)
-    tfp-flows bench baselines_two_moons --epochs 2      # via the CLI
+    python benchmarks/baselines_two_moons.py --epochs 2 # a short run
 """
 
 import os
@@ -36,7 +36,8 @@ import tensorflow_probability as tfp  # noqa: E402
 from benchmarks import common  # noqa: E402
 from tfp_flows import plotting  # noqa: E402
 from tfp_flows.datasets import load  # noqa: E402
-from tfp_flows.keras import FlowModel  # noqa: E402
+from tfp_flows.evaluation import mean_of_batches  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate, fit  # noqa: E402
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -187,8 +188,8 @@ def train_peer(name, split, args, jit):
                 times.append(time.perf_counter() - start)
     # Evaluation is not timed: no XLA, so new batch shapes do not recompile.
     log_prob = tf.function(lambda x: dist.log_prob(x), reduce_retracing=True)
-    return {"nll": common.mean_nll(log_prob, split.test),
-            "params": common.num_params(variables),
+    return {"nll": mean_of_batches(lambda x: -log_prob(x), split.test),
+            "params": count_parameters(variables),
             "sec_per_step": float(np.median(times)), "steps": args.epochs * steps_per_epoch,
             "log_prob": lambda p: log_prob(tf.constant(p)).numpy()}
 
@@ -217,19 +218,18 @@ class _StepTimer(keras.callbacks.Callback):
 
 
 def train_ours(name, split, args, jit):
-    keras.utils.set_random_seed(args.seed)  # fit's shuffling draws from the global seed
+    # The pipeline seeds Keras first (weights, fit's shuffling), initialises from the first
+    # training rows, compiles and fits.
     kwargs = {"num_layers": args.num_layers, "hidden_units": tuple(args.hidden_units)}
-    model = FlowModel.from_flow(name, event_size=split.dim, seed=args.seed, **kwargs)
-    model.compile(keras.optimizers.Adam(args.learning_rate), jit_compile=jit)
-    model.initialize_from_data(split.train[:1024])
     timer = _StepTimer(skip_first_epoch=args.epochs > 1)
-    history = model.fit(split.train, batch_size=args.batch_size, epochs=args.epochs,
-                        shuffle=True, verbose=0, callbacks=[timer])
+    result = fit(name, split.train, flow_kwargs={"event_size": split.dim, **kwargs},
+                 seed=args.seed, learning_rate=args.learning_rate, jit_compile=jit,
+                 batch_size=args.batch_size, epochs=args.epochs, callbacks=[timer])
+    model = result.model
     log_prob = tf.function(lambda x: model.log_prob(x), reduce_retracing=True)
-    return {"nll": common.mean_nll(log_prob, split.test), "params": common.num_params(model),
-            "sec_per_step": float(np.median(timer.times)),
-            "steps": int(model.optimizer.iterations.numpy()),
-            "final_train_loss": float(history.history["loss"][-1]),
+    return {"nll": evaluate(model, split.test).nll, "params": count_parameters(model),
+            "sec_per_step": float(np.median(timer.times)), "steps": result.steps,
+            "final_train_loss": result.history["loss"][-1],
             "log_prob": lambda p: log_prob(tf.constant(p)).numpy()}
 
 

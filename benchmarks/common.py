@@ -3,6 +3,8 @@
 Every script prints the machine's measured float32 matmul rate beside its
 results, and reports ratios against the peer measured in the same run (the
 machines are shared and noisy; absolute seconds are not comparable across runs).
+Training, test NLL and parameter counts are the library's (`tfp_flows.keras.train`,
+`evaluate`, `count_parameters`; `tfp_flows.evaluation.mean_of_batches` for peers).
 """
 
 import argparse
@@ -38,17 +40,6 @@ def machine_line():
             f"Keras {keras.__version__}")
 
 
-def num_params(obj):
-    """Trainable parameter count of a Keras model, a list of weights or a TFP module."""
-    if isinstance(obj, keras.Model):
-        weights = obj.trainable_weights
-    elif isinstance(obj, tf.Module):
-        weights = obj.trainable_variables
-    else:
-        weights = obj
-    return int(sum(np.prod(w.shape) for w in weights))
-
-
 def seconds_per_call(fn, *args, warmup=2, repeats=10):
     """Median wall time of `fn(*args)` after `warmup` calls (tracing excluded)."""
     for _ in range(warmup):
@@ -65,13 +56,6 @@ def _block(out):
     for t in tf.nest.flatten(out):
         if hasattr(t, "numpy"):
             t.numpy()
-
-
-def mean_nll(log_prob_fn, x, batch_size=1000):
-    """Mean negative log-likelihood over `x`, in batches (nats)."""
-    values = [np.asarray(log_prob_fn(tf.constant(x[i:i + batch_size])))
-              for i in range(0, len(x), batch_size)]
-    return float(-np.mean(np.concatenate(values)))
 
 
 def write_results(path, title, command, rows, columns, notes=""):

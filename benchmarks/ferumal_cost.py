@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfp_flows.keras import FlowModel  # noqa: E402
+from tfp_flows.keras.train import count_parameters  # noqa: E402
 
 
 def _best_time(fn, repeats):
@@ -117,11 +118,11 @@ def main(argv=None):
                          "real_nvp step s": nvp_step, "step ratio": step / nvp_step,
                          "ferumal log_prob ex/s": tput, "real_nvp log_prob ex/s": nvp_tput,
                          "throughput ratio": tput / nvp_tput,
-                         "param ratio": common.num_params(model) / common.num_params(nvp)})
+                         "param ratio": count_parameters(model) / count_parameters(nvp)})
             print(rows[-1], flush=True)
     plot(rows, args.img)
     notes = (f"D = {args.dim}, {args.num_couplings} couplings each; RealNVP has "
-             f"{common.num_params(nvp)} parameters. Minimum of {args.repeats} interleaved calls "
+             f"{count_parameters(nvp)} parameters. Minimum of {args.repeats} interleaved calls "
              f"after 2 warm-up calls, compiled graphs without XLA, on a shared 2-core machine "
              f"(ratios "
              f"measured in one run). Plot: `{args.img}`.")

@@ -27,6 +27,7 @@ from benchmarks import common, ferumal_common  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfp_flows import datasets  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate  # noqa: E402
 
 SKLEARN = {"digits": datasets.load_digits, "breast_cancer": datasets.load_breast_cancer,
            "wine": datasets.load_wine}
@@ -73,9 +74,9 @@ def main(argv=None):
                 flow, kwargs, split.train, split.validation, args.steps, 100, lr, patience=20,
                 seed=args.seed)
             row = {"data": f"{name} (D={split.dim}, n={n})", "model": label,
-                   "test NLL": ferumal_common.nll(model, split.test),
-                   "train NLL": ferumal_common.nll(model, split.train),
-                   "params": common.num_params(model), "epochs": epochs, "train s": seconds}
+                   "test NLL": evaluate(model, split.test).nll,
+                   "train NLL": evaluate(model, split.train).nll,
+                   "params": count_parameters(model), "epochs": epochs, "train s": seconds}
             rows.append(row)
             print(row, flush=True)
     notes = (f"Up to {args.steps} steps of batch 100 (early stopping, patience 20 epochs); "

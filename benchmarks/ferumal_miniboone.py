@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common, ferumal_common  # noqa: E402
 
 from tfp_flows import datasets  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate  # noqa: E402
 
 PAPER = {"real_nvp": (13.55, "377K"), "glow": (11.35, "395K"), "ferumal": (11.25, "117K")}
 
@@ -49,8 +50,8 @@ def main(argv=None):
         model, seconds, epochs = ferumal_common.train(
             flow, kwargs, split.train, split.validation, args.steps, args.batch_size, lr,
             patience=10, seed=args.seed)
-        rows.append({"model": label, "test NLL": ferumal_common.nll(model, split.test),
-                     "params": common.num_params(model), "paper NLL": PAPER[label][0],
+        rows.append({"model": label, "test NLL": evaluate(model, split.test).nll,
+                     "params": count_parameters(model), "paper NLL": PAPER[label][0],
                      "paper params": PAPER[label][1], "epochs": epochs, "train s": seconds})
         print(rows[-1], flush=True)
     common.write_results(os.path.join(args.out, "ferumal_miniboone.md"),

@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfp_flows import datasets  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate  # noqa: E402
 
 TOYS = {"line": datasets.line, "pinwheel": datasets.pinwheel, "moons": datasets.two_moons}
 PAPER = {"line": (-3.75, "5K", -3.15, "44K"), "pinwheel": (2.44, "4K", 2.48, "44K"),
@@ -92,8 +93,8 @@ def main(argv=None):
                 flow, kwargs, x_train, x_val, args.steps, 200, lr, patience=patience,
                 seed=args.seed, jit_compile=True, steps_per_execution=50,
                 validation_batch_size=len(x_val))
-            nll = ferumal_common.nll(model, x_test)
-            params = common.num_params(model)
+            nll = evaluate(model, x_test).nll
+            params = count_parameters(model)
             paper = PAPER[toy][0 if label == "ferumal" else 2]
             paper_params = PAPER[toy][1 if label == "ferumal" else 3]
             rows.append({"data": toy, "model": label, "test NLL": nll, "params": params,

@@ -1,6 +1,6 @@
 """FFJORD density estimation: 2-D toys (plots, test NLL, NFE) and low-data tabular sets.
 
-Trains `FlowModel.from_flow("ffjord", ...)` with `model.fit` under
+Trains `"ffjord"` with the library's pipeline (`tfp_flows.keras.train.fit`) under
 `jit_compile=True`: Hutchinson trace (one Rademacher probe), DOPRI5
 rtol = atol = 1e-5, adjoint gradients, RNODE regularisers (kinetic and Jacobian
 weights 0.01), a budget of steps and/or wall-clock seconds per data set (a
@@ -32,7 +32,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tfp_flows import datasets, flows  # noqa: E402
-from tfp_flows.keras import RNODE, FlowModel  # noqa: E402
+from tfp_flows.keras import RNODE  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate, fit  # noqa: E402
 
 TOYS = ("moons", "checkerboard", "eight_gaussians", "two_spirals")
 TABULAR = ("wine", "breast_cancer", "digits")
@@ -61,23 +62,22 @@ class Budget(keras.callbacks.Callback):
 
 
 def train(split, args, hidden_units, batch_size):
-    model = FlowModel.from_flow(
-        "ffjord", event_size=split.dim, hidden_units=hidden_units, trace="hutchinson",
-        solver="dopri5", rtol=1e-5, atol=1e-5, seed=args.seed,
-        objective=RNODE(kinetic_weight=0.01, jacobian_weight=0.01))
-    model.compile(keras.optimizers.Adam(args.lr), jit_compile=True)
     budget = Budget(args.budget, args.steps)
-    start = time.perf_counter()
-    model.fit(split.train, batch_size=batch_size, epochs=100000, callbacks=[budget],
-              verbose=0, shuffle=True)
-    elapsed = time.perf_counter() - start
+    result = fit(
+        "ffjord", split.train, flow_kwargs=dict(
+            event_size=split.dim, hidden_units=hidden_units, trace="hutchinson",
+            solver="dopri5", rtol=1e-5, atol=1e-5),
+        objective=RNODE(kinetic_weight=0.01, jacobian_weight=0.01), seed=args.seed,
+        learning_rate=args.lr, jit_compile=True, batch_size=batch_size, epochs=100000,
+        callbacks=[budget])
+    model = result.model
+    model.with_trace("exact")  # evaluate the trained weights with the exact trace
     (block,) = flows.ffjord_blocks(model.distribution)
-    block.trace = "exact"  # evaluate the trained weights with the exact trace
     log_prob = tf.function(lambda v: model.log_prob(v))
-    nll = common.mean_nll(log_prob, split.test, batch_size=1000)
+    nll = evaluate(model, split.test, batch_size=1000).nll
     nfe = int(block.solve(split.test[:batch_size], "inverse").nfe)
-    return model, {"steps": budget.steps, "train time (s)": elapsed, "test NLL": nll,
-                   "NFE (density solve)": nfe, "params": common.num_params(model)}, log_prob
+    return model, {"steps": budget.steps, "train time (s)": result.seconds, "test NLL": nll,
+                   "NFE (density solve)": nfe, "params": count_parameters(model)}, log_prob
 
 
 def toys(args):

@@ -37,6 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tfp_flows import bijectors, datasets, nets, testing  # noqa: E402
+from tfp_flows.keras.train import evaluate  # noqa: E402
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -176,7 +177,7 @@ def race(args, split):
                 steps += 1
             elapsed = time.perf_counter() - start
             evaluator = ours(net, "exact")
-            nll = common.mean_nll(evaluator.log_prob, split.test, batch_size=2500)
+            nll = evaluate(evaluator, split.test, batch_size=2500).nll
             nfe = int(evaluator.bijector.solve(split.test[:2500], "inverse").nfe)
             rows.append({"implementation": impl, "trace": trace, "jit_compile": jit,
                          "budget (s)": args.budget, "wall time (s)": elapsed,

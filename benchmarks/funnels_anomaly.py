@@ -35,6 +35,8 @@ import numpy as np  # noqa: E402
 
 from benchmarks import common, funnels_common  # noqa: E402
 from tfp_flows import datasets  # noqa: E402
+from tfp_flows.evaluation import log_prob_values  # noqa: E402
+from tfp_flows.keras.train import count_parameters  # noqa: E402
 
 
 def _models(num_layers, params):
@@ -110,8 +112,8 @@ def main():
             flow, split.train, split.validation, args.epochs, batch_size=args.batch_size,
             seed=args.seed, patience=args.patience, jit_compile=not args.no_jit, **kwargs)
         # NLL on the raw grey-level scale: -log p_raw = -log p_std + sum log std.
-        nll_n = -model.log_prob(split.test).numpy() + log_std
-        nll_a = -model.log_prob(split.anomalous).numpy() + log_std
+        nll_n = -log_prob_values(model, split.test)[0] + log_std
+        nll_a = -log_prob_values(model, split.anomalous)[0] + log_std
         bpd_n = funnels_common.bits_per_dim(nll_n.mean(), dim)
         bpd_a = funnels_common.bits_per_dim(nll_a.mean(), dim)
         med_n = funnels_common.bits_per_dim(np.median(nll_n), dim)
@@ -120,7 +122,7 @@ def main():
                      "hidden": "x".join(str(h) for h in kwargs["hidden_units"]),
                      "bpd normal": bpd_n, "bpd anomalous": bpd_a, "ratio": bpd_a / bpd_n,
                      "median ratio": med_a / med_n, "AUROC": _auroc(nll_n, nll_a),
-                     "params": common.num_params(model), "epochs (best)": info["best_epoch"],
+                     "params": count_parameters(model), "epochs (best)": info["best_epoch"],
                      "steps": info["steps"], "s/epoch": info["epoch_s"],
                      "train s": info["seconds"]})
         print(rows[-1], flush=True)

@@ -1,7 +1,8 @@
 """Shared training loop and parameter matching of the funnel benchmarks (seed 001).
 
 `fit_flow` builds a registered flow by name, initialises it from data
-(ActNorm), trains it by maximum likelihood with `FlowModel.fit` and returns
+(ActNorm), trains it by maximum likelihood with the library's pipeline
+(`tfp_flows.keras.train.fit`) and returns
 the model with the weights of the epoch with the best validation NLL
 (early stopping on the validation split, never on the test split). Every
 model of a benchmark gets the same optimiser, batch size, epoch budget and
@@ -15,37 +16,21 @@ at about the same number of parameters.
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common  # noqa: E402,F401  (sets the TF environment first)
 from tfp_flows.keras import FlowModel  # noqa: E402
+from tfp_flows.keras.train import count_parameters, fit  # noqa: E402
 
 LN2 = float(np.log(2.0))
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    """Wall time of every epoch (the first includes tracing / XLA compilation)."""
-
-    def __init__(self):
-        super().__init__()
-        self.times = []
-        self._start = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
-
-
 def fit_flow(flow, train, validation, epochs, batch_size=128, learning_rate=1e-3, seed=0,
              jit_compile=True, patience=None, **flow_kwargs):
-    """Trains flow `flow` by maximum likelihood with early stopping.
+    """Trains flow `flow` by maximum likelihood with early stopping (`tfp_flows.keras.train.fit`).
 
     Args:
       flow: Name of a registered flow.
@@ -70,29 +55,20 @@ def fit_flow(flow, train, validation, epochs, batch_size=128, learning_rate=1e-3
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive int; got {epochs!r}.")
-    keras.utils.set_random_seed(seed)
-    model = FlowModel.from_flow(flow, seed=seed, **flow_kwargs)
-    model.compile(keras.optimizers.Adam(learning_rate, clipnorm=5.0), jit_compile=jit_compile)
-    model.initialize_from_data(train[:1024])
     patience = max(5, epochs // 5) if patience is None else patience
-    stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
-    timer = _EpochTimer()
-    start = time.perf_counter()
-    history = model.fit(train, batch_size=batch_size, epochs=epochs,
-                        validation_data=(validation,), callbacks=[stop, timer], verbose=0)
-    seconds = time.perf_counter() - start
-    val = np.asarray(history.history["val_loss"], dtype=float)
-    finite = np.where(np.isfinite(val), val, np.inf)
-    info = {"seconds": seconds, "epochs_run": len(val),
-            "best_epoch": int(np.argmin(finite)) + 1,
-            "steps": int(model.optimizer.iterations.numpy()),
-            "epoch_s": float(np.median(timer.times[1:])) if len(timer.times) > 1 else seconds}
-    return model, info
+    result = fit(flow, train, validation, flow_kwargs=flow_kwargs, seed=seed, epochs=epochs,
+                 batch_size=batch_size, learning_rate=learning_rate, clipnorm=5.0,
+                 jit_compile=jit_compile, patience=patience)
+    later = result.median_epoch_seconds
+    info = {"seconds": result.seconds, "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch, "steps": result.steps,
+            "epoch_s": later if np.isfinite(later) else result.seconds}
+    return result.model, info
 
 
-def count_params(flow, **flow_kwargs):
+def flow_parameters(flow, **flow_kwargs):
     """Trainable parameters of registered flow `flow` (built, not trained)."""
-    return common.num_params(FlowModel.from_flow(flow, **flow_kwargs))
+    return count_parameters(FlowModel.from_flow(flow, **flow_kwargs))
 
 
 def match_width(flow, kwargs_for_width, target, widths):
@@ -124,7 +100,7 @@ def match_width(flow, kwargs_for_width, target, widths):
     def count(i):
         if i not in cache:
             kwargs = kwargs_for_width(widths[i])
-            cache[i] = (count_params(flow, **kwargs), kwargs)
+            cache[i] = (flow_parameters(flow, **kwargs), kwargs)
         return cache[i][0]
 
     lo, hi = 0, len(widths) - 1  # first index with count >= target, or the last one
@@ -136,11 +112,6 @@ def match_width(flow, kwargs_for_width, target, widths):
             lo = mid + 1
     best = min({max(lo - 1, 0), lo}, key=lambda i: abs(count(i) - target))
     return widths[best], cache[best][1], cache[best][0]
-
-
-def test_nll(model, x):
-    """Mean test NLL in nats (finite values only would hide failures, so all are used)."""
-    return common.mean_nll(model.log_prob, x, batch_size=500)
 
 
 def bits_per_dim(nll, dim):

@@ -27,6 +27,7 @@ import scipy.stats  # noqa: E402
 from benchmarks import common, funnels_common  # noqa: E402
 from tfp_flows import plotting  # noqa: E402
 from tfp_flows.datasets import four_circles  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate  # noqa: E402
 
 
 def main():
@@ -45,12 +46,12 @@ def main():
     for name, flow, extra in [("F-NSF (2 -> 1)", "funnel_nsf",
                                {"latent_size": 1, "funnel_layer": 2}),
                               ("NSF (2 -> 2)", "neural_spline", {})]:
-        model, secs = funnels_common.fit_flow(flow, train, val, args.epochs, batch_size=256,
+        model, info = funnels_common.fit_flow(flow, train, val, args.epochs, batch_size=256,
                                               seed=args.seed, **common_kwargs, **extra)
         models[name] = model
         rows.append({"model": name, "latent": extra.get("latent_size", 2),
-                     "test NLL (nats)": funnels_common.test_nll(model, test),
-                     "params": common.num_params(model), "train s": secs})
+                     "test NLL (nats)": evaluate(model, test).nll,
+                     "params": count_parameters(model), "train s": info["seconds"]})
     funnel = models["F-NSF (2 -> 1)"].distribution
     encoded = funnel.encode(test, full=True).numpy()[:, 0]
     ks = scipy.stats.kstest(encoded, "norm")

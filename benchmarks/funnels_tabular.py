@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import common, funnels_common  # noqa: E402
 from tfp_flows import datasets  # noqa: E402
+from tfp_flows.keras.train import evaluate  # noqa: E402
 
 PAIRS = {"F-NSF": "NSF", "F-Glow": "Glow", "F-MLP": "MLP flow"}
 
@@ -66,11 +67,11 @@ def _pairs(dim, num_layers, hidden):
     rows = []
     for label, (flow, kwargs) in funnels.items():
         base_label, base_flow, base_kwargs = baselines[label]
-        target = funnels_common.count_params(flow, **kwargs)
+        target = funnels_common.flow_parameters(flow, **kwargs)
         _, matched, _ = funnels_common.match_width(base_flow, base_kwargs, target, widths)
         rows += [(label, flow, kwargs, label), (base_label, base_flow, matched, label)]
     mlp = {"event_size": dim, "num_layers": 2}
-    target = funnels_common.count_params("mlp_flow", **mlp)
+    target = funnels_common.flow_parameters("mlp_flow", **mlp)
     _, fmlp, _ = funnels_common.match_width(
         "funnel_mlp", lambda w: {"event_size": dim, "hidden_units": [w, w]}, target,
         range(2, 4 * hidden + 1))
@@ -125,7 +126,7 @@ def main():
     rows = []
     for split in _datasets(args.data_dir, args.datasets.split(",")):
         pairs = _pairs(split.dim, args.num_layers, args.hidden)
-        counts = {label: funnels_common.count_params(flow, **kw)
+        counts = {label: funnels_common.flow_parameters(flow, **kw)
                   for label, flow, kw, _ in pairs}
         for label, flow, kwargs, pair in pairs:
             if label not in wanted:
@@ -136,7 +137,7 @@ def main():
                     flow, split.train, split.validation, args.epochs,
                     batch_size=args.batch_size, seed=seed, patience=args.patience,
                     jit_compile=not args.no_jit, **kwargs)
-                lls.append(-funnels_common.test_nll(model, split.test))
+                lls.append(-evaluate(model, split.test).nll)
                 infos.append(info)
                 print(label, split.name, seed, lls[-1], info, flush=True)
             partner = PAIRS.get(pair) if label == pair else pair

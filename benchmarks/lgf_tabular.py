@@ -17,18 +17,15 @@ ELBO and the gap (IS estimate minus ELBO).
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from tfp_flows import datasets  # noqa: E402
-from tfp_flows.keras import FlowModel  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate, fit  # noqa: E402
 
 PAPER = {"power": 0.48, "gas": 12.02, "hepmass": -16.63, "miniboone": -9.93}
 
@@ -46,25 +43,21 @@ def models(dim):
 
 def run(name, split, label, spec, args):
     flow, objective, kwargs = spec
-    model = FlowModel.from_flow(flow, objective=objective, seed=args.seed, **kwargs)
-    model.compile(keras.optimizers.Adam(1e-3), jit_compile=args.jit)
-    stop = keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True)
-    start = time.perf_counter()
-    model.fit(split.train, batch_size=args.batch_size, epochs=args.epochs, verbose=0,
-              validation_data=(split.validation,), callbacks=[stop])
-    seconds = time.perf_counter() - start
+    result = fit(flow, split.train, split.validation, flow_kwargs=kwargs, objective=objective,
+                 seed=args.seed, learning_rate=1e-3, jit_compile=args.jit,
+                 batch_size=args.batch_size, epochs=args.epochs, patience=args.patience)
+    model = result.model
     dist = model.distribution
     test = split.test[:args.num_test]
-    row = {"data": name, "model": label, "params": common.num_params(model), "train s": seconds}
+    row = {"data": name, "model": label, "params": count_parameters(model),
+           "train s": result.seconds}
     if flow == "lgf_maf":
-        fn = tf.function(lambda x: dist.log_prob(x, num_samples=args.test_samples,
-                                                 chunk_size=min(args.test_samples, 100),
-                                                 seed=(1, 2)))
-        row["test LL"] = -common.mean_nll(fn, test, batch_size=100)
+        row["test LL"] = -evaluate(model, test, num_samples=args.test_samples, seed=1,
+                                   batch_size=100, chunk_size=min(args.test_samples, 100)).nll
         row["test ELBO"] = float(np.mean(dist.elbo(test, seed=(3, 4))))
         row["gap (IS - ELBO)"] = row["test LL"] - row["test ELBO"]
     else:
-        row["test LL"] = -common.mean_nll(tf.function(dist.log_prob), test)
+        row["test LL"] = -evaluate(model, test).nll
     row["paper (LGF-MAF)"] = PAPER.get(name, "n/a")
     print(row, flush=True)
     return row

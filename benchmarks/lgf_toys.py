@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfp_flows import datasets  # noqa: E402
-from tfp_flows.keras import FlowModel  # noqa: E402
+from tfp_flows.keras.train import count_parameters, evaluate, fit  # noqa: E402
 
 TOYS = {"rectangles": (datasets.two_rectangles, ((-3, 3), (-2, 2))),
         "checkerboard": (datasets.checkerboard, ((-4.5, 4.5), (-4.5, 4.5))),
@@ -84,11 +84,16 @@ def grid(bounds, n):
     return pts, area
 
 
+def _chunk(num_samples):
+    """The largest divisor of S up to 100 (importance samples per chunk)."""
+    return max(c for c in range(1, min(num_samples, 100) + 1) if num_samples % c == 0)
+
+
 def log_prob_fn(model, is_lgf, num_samples, seed=(11, 12), jit=False):
     """A compiled `log p(x)`: exact for MAF, an IS estimate with S = `num_samples` for LGF."""
     dist = model.distribution
     if is_lgf:
-        chunk = max(c for c in range(1, min(num_samples, 100) + 1) if num_samples % c == 0)
+        chunk = _chunk(num_samples)
         return tf.function(lambda x: dist.log_prob(x, num_samples=num_samples, chunk_size=chunk,
                                                    seed=seed), jit_compile=jit,
                            autograph=False)  # no Python control flow to convert
@@ -129,28 +134,28 @@ class Tracker(keras.callbacks.Callback):
 
 def run(name, label, args, data, pts, area):
     """Trains one model on one target; returns its table row and its `Tracker`."""
-    keras.utils.set_random_seed(args.seed)  # weights, batch shuffling: same for every run
     flow, objective, kwargs = MODELS[label]
-    model = FlowModel.from_flow(flow, objective=objective, seed=args.seed, **kwargs)
-    model.compile(keras.optimizers.Adam(1e-3), jit_compile=args.jit)
     is_lgf = flow.startswith("lgf")
     tracker = Tracker(name, is_lgf, pts, area, args.grid_samples, args.track_samples, args.jit)
-    start = time.perf_counter()
-    history = model.fit(data.train, batch_size=args.batch_size, epochs=args.epochs, verbose=0,
-                        validation_data=(data.validation,), callbacks=[tracker])
-    seconds = time.perf_counter() - start - tracker.seconds
+    # The pipeline seeds Keras first (weights, batch shuffling: the same for every run).
+    result = fit(flow, data.train, data.validation, flow_kwargs=kwargs, objective=objective,
+                 seed=args.seed, learning_rate=1e-3, jit_compile=args.jit,
+                 batch_size=args.batch_size, epochs=args.epochs, callbacks=[tracker])
+    model, history = result.model, result.history
+    seconds = result.seconds - tracker.seconds
     start = time.perf_counter()
     test = data.test[:args.num_test]
-    nll = common.mean_nll(log_prob_fn(model, is_lgf, args.test_samples, jit=args.jit), test,
-                          batch_size=250)
-    row = {"target": name, "model": label, "params": common.num_params(model),
+    lgf_kwargs = {"chunk_size": _chunk(args.test_samples)} if is_lgf else {}
+    nll = evaluate(model, test, num_samples=args.test_samples, seed=11, batch_size=250,
+                   jit_compile=args.jit, **lgf_kwargs).nll
+    row = {"target": name, "model": label, "params": count_parameters(model),
            "test NLL": nll}
     if is_lgf:
         elbo = float(np.mean(model.distribution.elbo(test, seed=(3, 4))))
         row.update({"test -ELBO": -elbo, "gap (IS - ELBO)": -nll - elbo})
     row["outside (last)"] = tracker.outside[-1] if tracker.outside else ""
     row["moved (mean last 5)"] = float(np.mean(tracker.moved[-5:])) if tracker.moved else ""
-    row["val loss (last)"] = float(history.history["val_loss"][-1])
+    row["val loss (last)"] = history["val_loss"][-1]
     row.update({"train s": seconds, "track s": tracker.seconds,
                 "test s": time.perf_counter() - start})
     return row, tracker

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfp_flows import cli, plotting
 from tfp_flows.distributions import FlowDistribution
-from tfp_flows.flows import real_nvp, register_flow
+from tfp_flows.flows import real_nvp, register_flow, registry
 from tfp_flows.internal import contract, keras_owned
 
 TINY = ["--flow-arg", "hidden_units=8,8", "--flow-arg", "num_layers=2"]
@@ -97,14 +97,34 @@ def test_sample_writes_npy_reproducibly(run_dir, tmp_path, capsys):
     assert not np.allclose(x, z)
 
 
-def test_list_shows_flows_datasets_benchmarks(capsys):
+def test_list_shows_flows_with_summary_arguments_and_condition(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0
-    for name in ("real_nvp", "maf", "glow", "neural_spline", "moons", "power",
-                 "baselines_two_moons", "reverse_kl_banana"):
+    for name in ("real_nvp", "maf", "glow", "neural_spline", "moons", "power"):
         assert f"  {name}" in out, name
-    # Helper modules of benchmarks are not benchmarks.
-    assert "  common" not in out
+    flat = " ".join(out.split())
+    # Whole first sentences (glow's spans two docstring lines), never cut mid-sentence.
+    assert ("Glow-style flow (Kingma & Dhariwal, 2018) for vectors: per step ActNorm, an "
+            "LU-parameterised invertible linear map, and an affine coupling.") in flat
+    # A period inside `code` does not end the sentence.
+    assert "`event_size -> latent_sizes[0] -> ... -> latent_sizes[-1]` funnels." in flat
+    # Conditional flows are marked; the builder's arguments are listed.
+    assert "[conditional] RealNVP (Dinh et al., 2017)" in flat
+    assert "arguments: event_size, num_layers=4, hidden_units=(64, 64)" in flat
+    # Benchmarks are scripts of the source tree, not part of the installed CLI.
+    assert "benchmarks" not in out
+
+
+def test_describe_flow_and_flow_builder():
+    info = registry.describe_flow("real_nvp")
+    assert info.conditional and info.arguments[0] == "event_size"
+    assert "conditional_size=0" in info.arguments
+    assert info.summary.startswith("RealNVP (Dinh et al., 2017)") and info.summary.endswith(".")
+    assert registry.flow_builder("real_nvp") is real_nvp
+    with pytest.raises(ValueError, match=r"Unknown flow 'nope'; available: .*real_nvp"):
+        registry.flow_builder("nope")
+    assert registry.first_sentence("A b, e.g. c d. Second.") == "A b, e.g. c d."
+    assert registry.first_sentence(None) == ""
 
 
 def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
@@ -115,9 +135,22 @@ def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
     assert "real_nvp" in capsys.readouterr().out
 
 
-def test_help_exits_zero(capsys):
+def test_help_exits_zero_and_shows_defaults(capsys):
     code, out, _ = run(capsys, "fit", "--help")
+    flat = " ".join(out.split())
     assert code == 0 and "--flow-arg" in out
+    assert "maximum epochs (default: 100)" in flat and "(default: 256)" in flat
+    assert "(default: auto)" in flat and "(default: 10)" in flat
+
+
+def test_cli_imports_no_tensorflow_to_parse():
+    import subprocess
+
+    code = ("import sys; from tfp_flows.cli import build_parser; build_parser(); "
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 # -- the default objective follows the distribution ------------------------------------------
@@ -220,8 +253,7 @@ FIT = ["fit", "--flow", "real_nvp", "--dataset", "moons", "--num-samples", "64",
      r"argument --num: must be a positive integer; got '-5'"),
     (["evaluate", "--run-dir", "/no/such/run"],
      r"--run-dir: directory '/no/such/run' does not exist"),
-    (["bench", "no_such_bench"], r"bench: unknown benchmark 'no_such_bench'; available: "
-                                 r".*baselines_two_moons"),
+    (["bench", "baselines_two_moons"], r"argument COMMAND: invalid choice: 'bench'"),
     ([], r"the following arguments are required: COMMAND"),
     (["frobnicate"], r"argument COMMAND: invalid choice: 'frobnicate'"),
 ])
@@ -262,15 +294,23 @@ def test_parse_key_values():
         cli.parse_key_values(["=1"], "--o")
 
 
-# -- benchmarks through the CLI ---------------------------------------------------------------
+# -- benchmark scripts (run directly, not through the CLI) ----------------------------------
 
 
-def test_bench_baselines_tiny(tmp_path, capsys):
-    code, out, _ = run(capsys, "bench", "baselines_two_moons", "--flows", "real_nvp",
-                       "--epochs", "1", "--num-samples", "64", "--batch-size", "32",
-                       "--hidden-units", "4", "--num-layers", "1", "--modes", "nojit",
-                       "--out", str(tmp_path))
-    assert code == 0
+def _load_benchmark(name):
+    sys.path.insert(0, REPO)
+    try:
+        return runpy.run_path(os.path.join(REPO, "benchmarks", f"{name}.py"))
+    finally:
+        sys.path.remove(REPO)
+
+
+def test_bench_baselines_tiny(tmp_path):
+    bench = _load_benchmark("baselines_two_moons")
+    code = bench["main"](["--flows", "real_nvp", "--epochs", "1", "--num-samples", "64",
+                          "--batch-size", "32", "--hidden-units", "4", "--num-layers", "1",
+                          "--modes", "nojit", "--out", str(tmp_path)])
+    assert code in (0, None)
     text = (tmp_path / "baselines.md").read_text()
     assert "| real_nvp | False |" in text and "tfb.RealNVP" in text
     assert "GFLOP/s" in text and "python benchmarks/baselines_two_moons.py" in text
@@ -281,17 +321,12 @@ def test_bench_baselines_tiny(tmp_path, capsys):
     assert (tmp_path / "img" / "baselines_moons.png").stat().st_size > 0
 
 
-def test_bench_passes_through_exit_code(capsys):
-    code, _, err = run(capsys, "bench", "baselines_two_moons", "--epochs", "0")
-    assert code == 2 and "--epochs must be a positive integer; got 0" in err
-
-
-def _load_benchmark(name):
-    sys.path.insert(0, REPO)
-    try:
-        return runpy.run_path(os.path.join(REPO, "benchmarks", f"{name}.py"))
-    finally:
-        sys.path.remove(REPO)
+def test_bench_rejects_bad_arguments(capsys):
+    bench = _load_benchmark("baselines_two_moons")
+    with pytest.raises(SystemExit) as exc:
+        bench["main"](["--epochs", "0"])
+    assert exc.value.code == 2
+    assert "--epochs must be a positive integer; got 0" in capsys.readouterr().err
 
 
 def test_banana_is_normalised_and_matches_its_sampler():
@@ -310,12 +345,12 @@ def test_banana_is_normalised_and_matches_its_sampler():
     assert np.mean(y[:, 1]) == pytest.approx(0.0, abs=0.05)
 
 
-def test_bench_reverse_kl_tiny(tmp_path, capsys):
-    code, _, _ = run(capsys, "bench", "reverse_kl_banana", "--epochs", "1",
-                     "--steps-per-epoch", "3", "--num-samples", "32", "--num-layers", "1",
-                     "--hidden-units", "4", "--num-eval", "500", "--no-jit",
-                     "--out", str(tmp_path))
-    assert code == 0
+def test_bench_reverse_kl_tiny(tmp_path):
+    bench = _load_benchmark("reverse_kl_banana")
+    code = bench["main"](["--epochs", "1", "--steps-per-epoch", "3", "--num-samples", "32",
+                          "--num-layers", "1", "--hidden-units", "4", "--num-eval", "500",
+                          "--no-jit", "--out", str(tmp_path)])
+    assert code in (0, None)
     rows = json.loads((tmp_path / "reverse_kl.json").read_text())["rows"]
     first, last = rows
     # The initial flow is N(0, I) (zero-initialised couplings): KL(N(0, I) || banana) is

@@ -1,4 +1,5 @@
-"""Keras 3 training path: `FlowModel` and its objectives."""
+"""Keras 3 training path: `FlowModel`, its objectives, and the one pipeline
+(`tfp_flows.keras.train`: `fit`, `evaluate`, `count_parameters`)."""
 
 from tfp_flows.keras.model import FlowModel
 from tfp_flows.keras.objectives import (
@@ -19,3 +20,7 @@ __all__ += ["RNODE"]
 from tfp_flows.keras.distributed import fit_distributed, needs_own_loop  # noqa: E402
 
 __all__ += ["fit_distributed", "needs_own_loop"]
+
+from tfp_flows.keras import train  # noqa: E402  (the pipeline: train.fit / evaluate / ...)
+
+__all__ += ["train"]
