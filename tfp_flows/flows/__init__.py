@@ -20,10 +20,16 @@ from tfp_flows.flows.funnels import (
     mlp_flow,
 )
 from tfp_flows.flows.lgf import lgf_maf, lgf_real_nvp
-from tfp_flows.flows.registry import available_flows, build_flow, register_flow
+from tfp_flows.flows.registry import (
+    available_flows,
+    build_flow,
+    describe_flow,
+    flow_builder,
+    register_flow,
+)
 
-__all__ = ["available_flows", "build_flow", "glow", "maf", "neural_spline", "real_nvp",
-           "register_flow", "standard_normal", "transformed"]
+__all__ = ["available_flows", "build_flow", "describe_flow", "flow_builder", "glow", "maf",
+           "neural_spline", "real_nvp", "register_flow", "standard_normal", "transformed"]
 __all__ += ["augmented_real_nvp", "marginalizing_flow", "rblock_real_nvp"]
 __all__ += ["ferumal", "ferumal_num_params"]
 __all__ += ["lgf_maf", "lgf_real_nvp"]

@@ -204,14 +204,14 @@ def fit(model, x=None, validation_data=None, *, conditional_input=None,
       seed: int: `keras.utils.set_random_seed(seed)` runs first (initial
         weights, minibatch order); also the `FlowModel`'s per-step seed base
         for a flow built here.
-      epochs, batch_size, steps_per_epoch, shuffle, validation_batch_size,
-        verbose: as `keras.Model.fit`.
+      epochs: as `keras.Model.fit` (likewise `batch_size`, `steps_per_epoch`,
+        `shuffle`, `validation_batch_size`, `verbose`).
       learning_rate: float or `keras.optimizers.schedules.LearningRateSchedule`
         of the default optimiser, Adam (gradient norm clipped at `clipnorm`
         when given).
       optimizer: a Keras optimiser used instead of Adam (then `learning_rate`
         and `clipnorm` are not used; `clipnorm` with `optimizer` is an error).
-      jit_compile, steps_per_execution: as `keras.Model.compile`.
+      jit_compile: as `keras.Model.compile` (likewise `steps_per_execution`).
       init_rows: training rows for data-dependent initialisation (the first
         `init_rows`; default `DEFAULT_INIT_ROWS`), None for all of them, 0 for
         none. Runs once, before compile.
