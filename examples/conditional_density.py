@@ -78,7 +78,7 @@ def run_task(task, models, args):
         start = time.time()
         model, result, nll, kind = fit_one(name, kwargs, split, args)
         fitted[name] = model
-        rows.append({"task": task, "flow": name, "test NLL (nats)": nll, "log p(y | c)": kind,
+        rows.append({"task": task, "flow": name, "test NLL (nats)": nll, "log-density kind": kind,
                      "params": tff.keras.train.count_parameters(model),
                      "compile s": result.compile_seconds, "train s": result.train_seconds,
                      "wall s": time.time() - start})
@@ -88,7 +88,7 @@ def run_task(task, models, args):
         truth = tff.datasets.conditional.conditional_log_prob(
             task, split.test, split.conditions["test"])
         rows.append({"task": task, "flow": "(true density)", "test NLL (nats)":
-                     float(-truth.mean()), "log p(y | c)": "exact"})
+                     float(-truth.mean()), "log-density kind": "exact"})
     return split, rows, fitted
 
 
@@ -101,14 +101,17 @@ def plot(results, path, seed):
     moons_split, _, moons = results["rotated_moons"]
     sine_split, _, sine = results["bimodal_sine"]
     conds = CONDITIONS["rotated_moons"]
-    names = list(moons)
+    names = ["data", *moons]
     fig, axes = plt.subplots(len(names), len(conds) + 1,
                              figsize=(2.4 * (len(conds) + 1), 2.2 * len(names)), squeeze=False)
     for i, name in enumerate(names):
         for j, c in enumerate(conds):
             ax = axes[i][j]
-            s = np.asarray(moons[name].sample(800, conditional_input=np.array([c], "float32"),
-                                              seed=(seed, 10 * i + j)))
+            if name == "data":
+                s = tff.datasets.rotated_moons(800, seed=seed + j, condition=c)[0]
+            else:
+                s = np.asarray(moons[name].sample(
+                    800, conditional_input=np.array([c], "float32"), seed=(seed, 10 * i + j)))
             ax.scatter(s[:, 0], s[:, 1], s=1, alpha=0.5)
             ax.set_xlim(-3.5, 3.5)
             ax.set_ylim(-3.5, 3.5)
@@ -119,10 +122,14 @@ def plot(results, path, seed):
             if j == 0:
                 ax.set_ylabel(name, fontsize=8)
         ax = axes[i][-1]
-        if name in sine:
-            c = CONDITIONS["bimodal_sine"].astype("float32")[:, None]
-            y = np.asarray(sine[name].sample(len(c), conditional_input=np.repeat(c, 1, 0),
-                                             seed=(seed, 99)))
+        c = CONDITIONS["bimodal_sine"].astype("float32")[:, None]
+        if name == "data":
+            y = sine_split.test
+            ax.scatter(sine_split.conditions["test"][:, 0], y[:, 0], s=2, alpha=0.6, color="k")
+            ax.set_xlim(-3.2, 3.2)
+            ax.set_ylim(-2.5, 2.5)
+        elif name in sine:
+            y = np.asarray(sine[name].sample(len(c), conditional_input=c, seed=(seed, 99)))
             ax.scatter(c[:, 0], y[:, 0], s=2, alpha=0.6, color="C1")
             ax.set_xlim(-3.2, 3.2)
             ax.set_ylim(-2.5, 2.5)
@@ -136,7 +143,7 @@ def plot(results, path, seed):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    del moons_split, sine_split
+    del moons_split
 
 
 def main(argv=None):
@@ -158,7 +165,7 @@ def main(argv=None):
         args.epochs, args.num_samples = 2, 400
     results = {task: run_task(task, models, args) for task, models in tasks.items()}
     rows = [r for _, task_rows, _ in results.values() for r in task_rows]
-    columns = ["task", "flow", "test NLL (nats)", "log p(y | c)", "params", "compile s",
+    columns = ["task", "flow", "test NLL (nats)", "log-density kind", "params", "compile s",
                "train s", "wall s"]
     table = markdown_table(rows, columns)
     with open(os.path.join(args.out, "results.md"), "w") as f:

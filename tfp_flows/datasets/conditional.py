@@ -12,12 +12,13 @@ import numpy as np
 from tfp_flows.datasets.toy import _jitter, _setup, two_moons
 
 
-def rotated_moons(num_samples, seed=0, noise=0.1):
+def rotated_moons(num_samples, seed=0, noise=0.1, condition=None):
     """Two moons rotated by an angle given by the condition.
 
     `c ~ U(-1, 1)` (one number), `y = R(c pi / 2) m` with `m` a two-moons sample
     (`toy.two_moons`, centred at the origin): the conditional density is the
-    two-moons density rotated by `c * 90` degrees.
+    two-moons density rotated by `c * 90` degrees. With `condition` (a number)
+    every sample has `c = condition`: draws of `p(y | c)` itself.
 
     Returns:
       `(y [n, 2], c [n, 1])`, float32.
@@ -25,7 +26,7 @@ def rotated_moons(num_samples, seed=0, noise=0.1):
     n, rng, noise = _setup(num_samples, seed, noise)
     moons = two_moons(n, seed=int(rng.integers(2**31)), noise=noise).astype(np.float64)
     moons -= np.array([0.0, 0.3])  # centre the moons' bounding box near the origin
-    c = rng.uniform(-1.0, 1.0, n)
+    c = rng.uniform(-1.0, 1.0, n) if condition is None else np.full(n, float(condition))
     angle = c * np.pi / 2
     cos, sin = np.cos(angle), np.sin(angle)
     y = np.stack([cos * moons[:, 0] - sin * moons[:, 1],
