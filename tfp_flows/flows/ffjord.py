@@ -4,8 +4,7 @@ from tfp_flows.bijectors.actnorm import ActNorm
 from tfp_flows.bijectors.ffjord import FFJORD
 from tfp_flows.flows.baselines import transformed
 from tfp_flows.flows.registry import register_flow
-from tfp_flows.internal import validation
-from tfp_flows.internal.tfp_compat import CHAIN_TYPES, INVERT_TYPES, TRANSFORMED_TYPES
+from tfp_flows.internal import contract, validation
 from tfp_flows.nets.ode_net import ODENet
 from tfp_flows.ode import trace as trace_lib
 
@@ -58,17 +57,6 @@ def ffjord(event_size, num_blocks=1, hidden_units=(64, 64), activation="tanh",
     return transformed(bijectors, event_size, dtype, base)
 
 
-def _parts(obj):
-    """The parts of a TFP composite (chain, invert, transformed distribution); [] otherwise."""
-    if isinstance(obj, CHAIN_TYPES):
-        return list(obj.bijectors)
-    if isinstance(obj, INVERT_TYPES):
-        return [obj.bijector]
-    if isinstance(obj, TRANSFORMED_TYPES):
-        return [obj.distribution, obj.bijector]
-    return []
-
-
 def ffjord_blocks(obj):
     """All `FFJORD` bijectors in a distribution or bijector, in chain order.
 
@@ -77,23 +65,7 @@ def ffjord_blocks(obj):
     """
     if isinstance(obj, FFJORD):
         return [obj]
-    return [block for part in _parts(obj) for block in ffjord_blocks(part)]
-
-
-def _replace_trace(obj, trace):
-    if isinstance(obj, FFJORD):
-        return obj if obj.trace == trace else obj.with_trace(trace)
-    if isinstance(obj, CHAIN_TYPES):
-        new = [_replace_trace(b, trace) for b in obj.bijectors]
-        same = all(a is b for a, b in zip(new, obj.bijectors, strict=True))
-        return obj if same else obj.copy(bijectors=new)
-    if isinstance(obj, INVERT_TYPES):
-        new = _replace_trace(obj.bijector, trace)
-        return obj if new is obj.bijector else obj.copy(bijector=new)
-    if isinstance(obj, TRANSFORMED_TYPES):
-        new = _replace_trace(obj.bijector, trace)
-        return obj if new is obj.bijector else obj.copy(bijector=new)
-    return obj
+    return [block for part in contract.parts(obj) for block in ffjord_blocks(part)]
 
 
 def with_trace(obj, trace):
@@ -121,7 +93,8 @@ def with_trace(obj, trace):
         raise ValueError("`with_trace` needs a distribution or bijector with FFJORD blocks "
                          f"(through Chain / Invert / TransformedDistribution); got "
                          f"{getattr(obj, 'name', type(obj).__name__)!r} with none.")
-    return _replace_trace(obj, trace)
+    return contract.rebuild(obj, lambda part: (
+        part.with_trace(trace) if isinstance(part, FFJORD) and part.trace != trace else part))
 
 
 __all__ = ["ffjord", "ffjord_blocks", "with_trace"]

@@ -130,6 +130,33 @@ def parts(obj):
     return []
 
 
+def chain_members(bijector):
+    """The bijectors of a (nested) `tfb.Chain` in the order data meet them (density direction)."""
+    if isinstance(bijector, CHAIN_TYPES) and not hasattr(bijector, _SIZE_ATTR):
+        return [b for part in bijector.bijectors for b in chain_members(part)]
+    return [bijector]
+
+
+def rebuild(obj, fn):
+    """`obj` with every part `b` replaced by `fn(b)`, through TFP's composites.
+
+    `fn` returns its argument unchanged to keep a part; composites around a
+    replaced part are rebuilt with TFP's `.copy(...)`, the others are kept (so
+    weights are shared). A library object is replaced as a whole or not at all.
+    """
+    new = fn(obj)
+    if new is not obj or hasattr(obj, _SIZE_ATTR):
+        return new
+    if isinstance(obj, CHAIN_TYPES):
+        members = [rebuild(b, fn) for b in obj.bijectors]
+        same = all(a is b for a, b in zip(members, obj.bijectors, strict=True))
+        return obj if same else obj.copy(bijectors=members)
+    if isinstance(obj, INVERT_TYPES | TRANSFORMED_TYPES):
+        member = rebuild(obj.bijector, fn)
+        return obj if member is obj.bijector else obj.copy(bijector=member)
+    return obj
+
+
 def conditional_size(obj):
     """Size of the `conditional_input` that `obj` (bijector or distribution) takes; 0 if none.
 

@@ -16,13 +16,6 @@ def _check_weight(value, name):
     return float(value)
 
 
-def _density_order(bijector):
-    """The bijectors of a (nested) chain in the order data meets them."""
-    if isinstance(bijector, tfp_compat.CHAIN_TYPES):
-        return [b for part in bijector.bijectors for b in _density_order(part)]
-    return [bijector]
-
-
 @objectives._register  # pylint: disable=protected-access
 class RNODE(objectives.Objective):
     """Log-likelihood of a flow with FFJORD blocks, plus the RNODE penalty in training.
@@ -62,7 +55,7 @@ class RNODE(objectives.Objective):
         if not isinstance(distribution, tfp_compat.TRANSFORMED_TYPES):
             raise TypeError("RNODE needs a TransformedDistribution of FFJORD blocks; "
                             f"got {type(distribution).__name__}.")
-        parts = _density_order(distribution.bijector)
+        parts = contract.chain_members(distribution.bijector)
         if not any(isinstance(b, FFJORD) for b in parts):
             raise TypeError("RNODE needs at least one FFJORD bijector in the flow; got none.")
         regularize = training and (self.kinetic_weight > 0 or self.jacobian_weight > 0)
