@@ -91,7 +91,8 @@ _PIPELINE_STEPS = ("initialize_from_data(", ".compile(", "mean_log_prob(", "coun
 # Benchmarks that time hand-written steps on purpose (a peer implementation, a compiled
 # step reused across runs, per-call cost) and say so in their docstrings.
 _OWN_LOOPS = {"augmentation.py": ("initialize_from_data(", ".compile("),
-              "ferumal_cost.py": ("initialize_from_data(", ".compile(")}
+              "ferumal_cost.py": ("initialize_from_data(", ".compile("),
+              "accelerator_check.py": (".compile(",)}
 
 
 @pytest.mark.parametrize("path", sorted([*EXAMPLES.glob("*.py"),

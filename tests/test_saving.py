@@ -94,7 +94,7 @@ def test_ffjord_round_trip_keeps_trace_setting(moons, tmp_path):
                                        tfb.Chain([tfb.Shift([0.5, 0.0]), ffjord]))
     model = FlowModel(flow)
     tff.testing.perturb_weights(model.distribution, scale=0.3)
-    ffjord.trace = "exact"                      # set after construction: saved as is
+    model.with_trace("exact")                   # switched after construction: saved as is
     loaded = _round_trip(model, str(tmp_path / "f.keras"), moons[:16])
     restored = loaded.distribution.bijector.bijectors[1]
     assert restored.trace == "exact" and restored.solver_options.solver == "rk4"

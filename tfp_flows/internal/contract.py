@@ -151,7 +151,7 @@ def rebuild(obj, fn):
         members = [rebuild(b, fn) for b in obj.bijectors]
         same = all(a is b for a, b in zip(members, obj.bijectors, strict=True))
         return obj if same else obj.copy(bijectors=members)
-    if isinstance(obj, INVERT_TYPES | TRANSFORMED_TYPES):
+    if isinstance(obj, INVERT_TYPES + TRANSFORMED_TYPES):
         member = rebuild(obj.bijector, fn)
         return obj if member is obj.bijector else obj.copy(bijector=member)
     return obj

@@ -78,8 +78,6 @@ TFP_DISTRIBUTIONS = (
 # Library packages whose classes (and their submodules' classes) are saveable parts.
 _LIBRARY_PACKAGES = ("tfp_flows.bijectors", "tfp_flows.distributions", "tfp_flows.nets",
                      "tfp_flows.flows")
-# Settable attributes that override a constructor argument when saved (class name -> names).
-_LIVE_ARGUMENTS = {"FFJORD": ("trace",)}
 _HINT = ("use the library's parts (e.g. tfp_flows.bijectors.AffineCouplingConditioner as a "
          "TFP conditioner), or save the weights with `model.save_weights`")
 
@@ -277,8 +275,6 @@ class _Encoder:
         else:
             arguments = dict(obj.parameters)
         library = cls.__module__.startswith("tfp_flows.")
-        for attr in _LIVE_ARGUMENTS.get(cls.__name__, ()) if library else ():
-            arguments[attr] = getattr(obj, attr)
         arguments = _constructor_arguments(cls, arguments, path)
         spec = {_KIND: "object", "class": name,
                 "arguments": {k: self.encode(v, f"{path}.{k}") for k, v in arguments.items()}}
