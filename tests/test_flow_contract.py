@@ -379,3 +379,50 @@ def test_mixed_precision_is_rejected(policy):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+# -- exactness is declared, and evaluation reports the declaration ---------------------------
+
+
+@pytest.mark.parametrize("flow,kwargs,kind", [
+    # Regression: a Hutchinson FFJORD used to be labelled "exact" ...
+    ("ffjord", dict(trace="hutchinson", solver="rk4", num_steps=2), "unbiased estimate"),
+    ("ffjord", dict(trace="exact", solver="rk4", num_steps=2), "exact"),
+    # ... and LGF(dirac=True), which is exact, "importance-sampled".
+    ("lgf_maf", dict(num_layers=1, dirac=True), "exact"),
+    ("lgf_maf", dict(num_layers=1, num_importance_samples=4), "importance-sampled (S=3)"),
+    ("augmented_real_nvp", dict(num_augment=0, num_layers=2), "exact"),
+    ("augmented_real_nvp", dict(num_augment=1, num_layers=2), "importance-sampled (S=3)"),
+    ("funnel_mlp", dict(event_size=3, latent_sizes=(2,)), "exact"),
+])
+def test_evaluation_reports_the_declared_kind(flow, kwargs, kind):
+    kwargs = {"event_size": 2, "hidden_units": (4,), **kwargs}
+    model = FlowModel.from_flow(flow, **kwargs)
+    x = np.random.default_rng(0).standard_normal((6, kwargs["event_size"])).astype("float32")
+    mean, label = tff.evaluation.mean_log_prob(model, x, num_samples=3)
+    assert label == kind and np.isfinite(mean)
+    assert kind.startswith(contract.log_prob_kind(model.distribution))
+
+
+def test_contract_declarations_combine_over_composites():
+    tfb = tfp.bijectors
+    hutchinson = flows.ffjord(2, hidden_units=(4,), trace="hutchinson").bijector
+    exact_cond = flows.real_nvp(2, num_layers=1, hidden_units=(4,), conditional_size=3).bijector
+    chain = tfb.Chain([tfb.Invert(exact_cond), tfb.Shift([1.0, 2.0]), hutchinson])
+    assert contract.conditional_size(chain) == 3
+    assert contract.log_prob_kind(chain) == contract.UNBIASED  # the weakest part wins
+    assert contract.takes_seed(chain) and not contract.takes_seed(exact_cond)
+    other = flows.real_nvp(2, num_layers=1, hidden_units=(4,), conditional_size=2).bijector
+    with pytest.raises(ValueError, match="different sizes"):
+        contract.conditional_size(tfb.Chain([exact_cond, other]))
+    routed = contract.route(chain, tf.zeros([5, 3]), seed=(1, 2))
+    # Nested by name: Invert -> inner chain -> coupling; the FFJORD block gets a seed.
+    inner = routed[chain.bijectors[0].name]
+    assert all("conditional_input" in kw for kw in inner.values()) and inner
+    assert set(routed[hutchinson.name]["ffjord_0"]) == {"seed"}
+    testing.perturb_weights(chain, scale=0.3)
+    dist = tfp.distributions.TransformedDistribution(
+        tfp.distributions.MultivariateNormalDiag(tf.zeros(2)), chain)
+    x = tf.constant([[0.3, -0.2]])
+    a, b = (contract.log_prob(dist, x, tf.fill([1, 3], v), seed=(1, 2)) for v in (0.0, 1.0))
+    assert np.isfinite(a).all() and not np.allclose(a, b)  # the condition reached the coupling

@@ -73,7 +73,7 @@ BIJECTORS = types.MappingProxyType({
     # Jacobian of the discrete RK4 map agree to O(h^4) (measured ~1e-6 in float64), hence rtol.
     "ffjord": BijectorCase(lambda dtype: tffb.FFJORD(
         ODENet(4, (8,), dtype=dtype.name), solver="rk4", num_steps=16), rtol=1e-5,
-        slow_modes=("jit",)),
+        slow_modes=("function", "jit")),
     # Funnel maps F(.; x_minus) with a fixed x_minus baked in: the conditional affine coupling
     # map and the tiled (convolutional) FunnelLinear, 2 tiles of 2 channels. (The conditional
     # spline map is checked eagerly in tests/test_funnel.py: its traced graph takes ~2 min.)
