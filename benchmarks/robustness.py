@@ -63,7 +63,7 @@ def perturb_zero_weights(obj, scale, seed):
     return obj
 
 
-def build(kind, scale, seed, dtype="float32", perturb="zeros"):
+def build(kind, scale, seed, dtype="float32", perturb="all"):
     """Flow `kind` on R^4, initialised from N(0, I) data, weights moved by N(0, scale^2).
 
     `perturb='zeros'` moves only the weights that start at zero
@@ -120,7 +120,7 @@ def _max(values):
     return float(np.max(values)) if values.size else float("nan")
 
 
-def run(kinds, scales, sigmas, num_flows, num_points, dtype="float32", perturb="zeros",
+def run(kinds, scales, sigmas, num_flows, num_points, dtype="float32", perturb="all",
         verbose=False):
     rows = []
     for kind in kinds:
@@ -164,7 +164,7 @@ def main(argv=None):
     p.add_argument("--num-flows", type=int, default=10, help="flows per kind and scale")
     p.add_argument("--num-points", type=int, default=256, help="points per flow and sigma")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--perturb", default="zeros", choices=["zeros", "all"],
+    p.add_argument("--perturb", default="all", choices=["zeros", "all"],
                    help="perturb only the weights that start at zero, or all weights")
     p.add_argument("--name", default="robustness", help="results file name (no extension)")
     p.add_argument("--verbose", action="store_true")
