@@ -175,7 +175,8 @@ def main(argv=None):
     load = os.getloadavg()
     command = "python benchmarks/robustness.py " + " ".join(argv or sys.argv[1:])
     notes = (f"{args.num_flows} flows per kind and scale, {args.num_points} points per flow "
-             f"and sigma, {args.dtype}, perturbed: {args.perturb}; {time.perf_counter() - start:.0f} s; load average "
+             f"and sigma, {args.dtype}, perturbed: {args.perturb}; "
+             f"{time.perf_counter() - start:.0f} s; load average "
              f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}. Round trips are relative "
              "(`|x' - x| / |x|`), log-det gaps in nats; maxima over finite points.")
     for row in rows:
