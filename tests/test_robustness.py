@@ -199,3 +199,14 @@ def test_actnorm_floor_on_near_constant_data():
     assert abs(scale[0] - np.std(y[:, 0])) < 1e-4
     x = act.inverse(tf.constant(y)).numpy()
     assert np.all(np.abs(x[:, 1]) < 1e-2)
+
+
+def test_stable_spline_gradients_are_finite_at_extreme_parameters():
+    rng = np.random.default_rng(4)
+    raw = tf.Variable((rng.standard_normal((2000, 23)) * 20).astype(np.float32))
+    y = tf.constant(rng.uniform(-4.2, 4.2, 2000).astype(np.float32))
+    with tf.GradientTape() as tape:
+        spline = StableRationalQuadraticSpline(*spline_parameters(raw, 8, 4.0), range_min=-4.0)
+        loss = tf.reduce_sum(spline.inverse_log_det_jacobian(y, 0) - 0.5 * spline.inverse(y)**2)
+    grad = tape.gradient(loss, raw)
+    assert np.all(np.isfinite(grad.numpy()))
