@@ -9,6 +9,8 @@ from tfp_flows.nets.mlp import Parameters
 
 tfb = tfp.bijectors
 
+MIN_SCALE = 1e-3  # ActNorm's initial scale is at least this fraction of max(1, |mean|)
+
 
 class ActNorm(KerasBijector):
     """Elementwise affine bijector whose statistics are set from the first batch.
@@ -17,9 +19,14 @@ class ActNorm(KerasBijector):
     Inverse (density direction):  `x = (y - loc) * exp(-log_scale)`.
     `log|det J_forward| = sum(log_scale)`, broadcast to the batch shape.
 
-    `initialize_from_data(y)` sets `loc = mean(y)` and `log_scale = log std(y)`
-    over all batch axes, so the inverse standardises the data as it arrives at
-    this layer (Kingma & Dhariwal, 2018). It runs once; a non-trainable flag in
+    `initialize_from_data(y)` sets `loc = mean(y)` and
+    `log_scale = log max(std(y), MIN_SCALE * max(1, |mean(y)|))` over all batch
+    axes, so the inverse standardises the data as it arrives at this layer
+    (Kingma & Dhariwal, "Glow: Generative flow with invertible 1x1
+    convolutions", NeurIPS 2018). The floor keeps a (nearly) constant
+    dimension from getting a scale of `1/std ~ 1e6` (the old `std + 1e-6`),
+    which would turn float32 rounding of the data (relative 6e-8 of `|mean|`)
+    into O(1) errors of the standardised value. It runs once; a non-trainable flag in
     the weights records it, so a restored model is not re-initialised.
 
     #### Examples
@@ -73,5 +80,6 @@ class ActNorm(KerasBijector):
         mean = tf.reduce_mean(y, axis=0)
         std = tf.math.reduce_std(y, axis=0)
         self._params.weight("loc").assign(mean)
-        self._params.weight("log_scale").assign(tf.math.log(std + 1e-6))
+        floor = MIN_SCALE * tf.maximum(tf.abs(mean), 1.0)
+        self._params.weight("log_scale").assign(tf.math.log(tf.maximum(std, floor)))
         self._params.weight("initialized").assign(1.0)

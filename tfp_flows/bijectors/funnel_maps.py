@@ -50,8 +50,13 @@ def spline_parameters(raw, num_bins, bound):
     `raw[..., :K]` and `raw[..., K:2K]` give the bin widths and heights
     (softmax, each bin at least `MIN_BIN_FRACTION` of the interval `2 bound`),
     `raw[..., 2K:]` the `K - 1` interior knot slopes,
-    `softplus(raw + log(e - 1)) + MIN_SLOPE`. Zero `raw` gives equal bins and
-    (nearly) unit slopes: the identity. This is the one bin computation of the
+    `MIN_SLOPE + (1 - MIN_SLOPE) softplus(raw + log(e - 1))`. Zero `raw` gives
+    equal bins and unit slopes: exactly the identity. The minima (1e-3 of the
+    interval per bin, slopes >= 1e-3) are those of Durkan et al.; they bound a
+    bin's slope `h / w` below by about 1e-3, but inside a bin the derivative can
+    still fall to about `4 (h / w)^2 / d ~ 1e-7` (`docs/numerics.md`). Use the
+    knots with `bijectors.spline.StableRationalQuadraticSpline`, whose inverse
+    is finite everywhere in float32. This is the one bin computation of the
     library's splines (Durkan, Bekasov, Murray and Papamakarios, "Neural Spline
     Flows", NeurIPS 2019).
 
@@ -70,7 +75,7 @@ def spline_parameters(raw, num_bins, bound):
         return (tf.nn.softmax(p, axis=-1) * (1 - MIN_BIN_FRACTION * k)
                 + MIN_BIN_FRACTION) * interval
 
-    slopes = tf.nn.softplus(raw[..., 2 * k:] + UNIT_SOFTPLUS_SHIFT) + MIN_SLOPE
+    slopes = MIN_SLOPE + (1 - MIN_SLOPE) * tf.nn.softplus(raw[..., 2 * k:] + UNIT_SOFTPLUS_SHIFT)
     return bins(raw[..., :k]), bins(raw[..., k:2 * k]), slopes
 
 
