@@ -16,8 +16,7 @@ import tensorflow_probability as tfp
 
 from tfp_flows import testing
 from tfp_flows.bijectors import ActNorm, SplineCouplingConditioner
-from tfp_flows.bijectors.funnel_maps import MIN_SLOPE, spline_parameters
-from tfp_flows.bijectors.spline import StableRationalQuadraticSpline
+from tfp_flows.bijectors.spline import MIN_SLOPE, StableRationalQuadraticSpline, spline_parameters
 
 tfb = tfp.bijectors
 SIGMAS = (1.0, 10.0, 100.0)

@@ -34,49 +34,13 @@ import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
 from tfp_flows.bijectors.lu_linear import lu_parameters
+from tfp_flows.bijectors.spline import StableRationalQuadraticSpline, spline_parameters
 from tfp_flows.internal import keras_owned, validation
-from tfp_flows.internal.math import UNIT_SOFTPLUS_SHIFT, soft_clamp
+from tfp_flows.internal.math import soft_clamp
 from tfp_flows.nets.mlp import MLP, Parameters
 
 tfb = tfp.bijectors
 
-MIN_BIN_FRACTION = 1e-3  # every bin keeps at least this fraction of the interval
-MIN_SLOPE = 1e-3
-
-
-def spline_parameters(raw, num_bins, bound):
-    """Knots of a monotone rational-quadratic spline on `[-bound, bound]` from raw outputs.
-
-    `raw[..., :K]` and `raw[..., K:2K]` give the bin widths and heights
-    (softmax, each bin at least `MIN_BIN_FRACTION` of the interval `2 bound`),
-    `raw[..., 2K:]` the `K - 1` interior knot slopes,
-    `MIN_SLOPE + (1 - MIN_SLOPE) softplus(raw + log(e - 1))`. Zero `raw` gives
-    equal bins and unit slopes: exactly the identity. The minima (1e-3 of the
-    interval per bin, slopes >= 1e-3) are those of Durkan et al.; they bound a
-    bin's slope `h / w` below by about 1e-3, but inside a bin the derivative can
-    still fall to about `4 (h / w)^2 / d ~ 1e-7` (`docs/numerics.md`). Use the
-    knots with `bijectors.spline.StableRationalQuadraticSpline`, whose inverse
-    is finite everywhere in float32. This is the one bin computation of the
-    library's splines (Durkan, Bekasov, Murray and Papamakarios, "Neural Spline
-    Flows", NeurIPS 2019).
-
-    Args:
-      raw: `[..., 3 num_bins - 1]` unconstrained parameters.
-      num_bins: K.
-      bound: half-width of the spline's interval (identity outside).
-
-    Returns:
-      `(bin_widths, bin_heights, knot_slopes)` for
-      `tfb.RationalQuadraticSpline(..., range_min=-bound)`.
-    """
-    k, interval = num_bins, 2.0 * bound
-
-    def bins(p):
-        return (tf.nn.softmax(p, axis=-1) * (1 - MIN_BIN_FRACTION * k)
-                + MIN_BIN_FRACTION) * interval
-
-    slopes = MIN_SLOPE + (1 - MIN_SLOPE) * tf.nn.softplus(raw[..., 2 * k:] + UNIT_SOFTPLUS_SHIFT)
-    return bins(raw[..., :k]), bins(raw[..., k:2 * k]), slopes
 
 
 class _Elementwise(KerasBijector):
@@ -209,7 +173,7 @@ class ElementwiseSpline(_Elementwise):
     def _spline(self, conditional_input):
         widths, heights, slopes = spline_parameters(self._raw(conditional_input),
                                                     self._num_bins, self._bound)
-        return tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self._bound)
+        return StableRationalQuadraticSpline(widths, heights, slopes, range_min=-self._bound)
 
     def _forward(self, z, conditional_input=None):
         return self._spline(conditional_input).forward(z)
