@@ -134,7 +134,9 @@ def plot(results, path, seed):
             ax.set_xlim(-3.2, 3.2)
             ax.set_ylim(-2.5, 2.5)
         else:
-            ax.text(0.5, 0.5, "needs D >= 2", ha="center", va="center", fontsize=8,
+            label = ("needs D >= 2" if name.startswith("funnel")
+                     else "scalar run: another\nflow of the family")
+            ax.text(0.5, 0.5, label, ha="center", va="center", fontsize=8,
                     transform=ax.transAxes)
         ax.set_xticks([])
         ax.set_yticks([])
