@@ -92,7 +92,9 @@ _PIPELINE_STEPS = ("initialize_from_data(", ".compile(", "mean_log_prob(", "coun
 # step reused across runs, per-call cost) and say so in their docstrings.
 _OWN_LOOPS = {"augmentation.py": ("initialize_from_data(", ".compile("),
               "ferumal_cost.py": ("initialize_from_data(", ".compile("),
-              "accelerator_check.py": (".compile(",)}
+              "accelerator_check.py": (".compile(",),
+              # Initialises bare bijectors (no model, no training) before probing them.
+              "robustness.py": ("initialize_from_data(",)}
 
 
 @pytest.mark.parametrize("path", sorted([*EXAMPLES.glob("*.py"),

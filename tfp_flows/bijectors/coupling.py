@@ -15,6 +15,22 @@ tfb = tfp.bijectors
 KINDS = ("affine", "spline")
 
 
+def check_coupling_event_size(event_size, conditional_size):
+    """Coupling flows need `event_size >= 2`, or a condition for a scalar `p(y | c)`.
+
+    With `event_size=1` and `conditional_size > 0` each coupling transforms
+    the one coordinate (nothing is masked) with a scale and shift (or spline)
+    computed from the condition alone. Returns `(event_size, conditional_size)`.
+    """
+    event_size = validation.positive_int(event_size, "event_size")
+    conditional_size = validation.positive_int(conditional_size, "conditional_size",
+                                               allow_zero=True)
+    if event_size < 2 and not conditional_size:
+        raise ValueError(f"Coupling flows need `event_size` >= 2; got {event_size} (a scalar "
+                         "flow needs a condition: `conditional_size` > 0).")
+    return event_size, conditional_size
+
+
 def coupling_layer(event_size, kind="affine", conditional_size=0, name="coupling",
                    **conditioner_kwargs):
     """A coupling layer on `[..., event_size]`: the first `event_size // 2` coordinates
@@ -32,13 +48,8 @@ def coupling_layer(event_size, kind="affine", conditional_size=0, name="coupling
     `SplineCouplingConditioner` (`hidden_units`, `activation`, `residual`,
     `log_scale_bound` or `num_bins` / `bound`, `dtype`).
     """
-    event_size = validation.positive_int(event_size, "event_size")
-    conditional_size = validation.positive_int(conditional_size, "conditional_size",
-                                               allow_zero=True)
+    event_size, conditional_size = check_coupling_event_size(event_size, conditional_size)
     validation.one_of(kind, "kind", KINDS)
-    if event_size < 2 and not conditional_size:
-        raise ValueError("Coupling flows need `event_size` >= 2 (or `conditional_size` > 0 "
-                         f"for a scalar conditional density); got event_size={event_size}.")
     num_masked = event_size // 2
     if kind == "spline":
         cond = SplineCouplingConditioner(num_masked, event_size - num_masked,

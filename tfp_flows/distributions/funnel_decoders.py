@@ -103,7 +103,7 @@ class FlowDecoder(_Decoder):
 
     In the density direction: a conditional elementwise affine map (the
     Gaussian decoder's mean and scale), then `num_layers` coupling layers
-    (`flows.coupling.coupling_layer`, `flow='neural_spline'` or `'real_nvp'`)
+    (`bijectors.coupling.coupling_layer`, `flow='neural_spline'` or `'real_nvp'`)
     between fixed permutations, or, when `x_minus` is one-dimensional, a
     conditional elementwise spline. Every layer's network sees `[z, c]`.
     `log_prob` is exact (change of variables).

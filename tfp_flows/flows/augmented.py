@@ -22,7 +22,7 @@ sees `c` too. The flow lives on `D + B` dimensions, so a scalar target
 import tensorflow as tf
 
 from tfp_flows.bijectors.actnorm import ActNorm
-from tfp_flows.bijectors.coupling import coupling_layer
+from tfp_flows.bijectors.coupling import check_coupling_event_size, coupling_layer
 from tfp_flows.bijectors.permute import random_permutation, reverse_permutation
 from tfp_flows.distributions.augmented import DEFAULT_NUM_SAMPLES, Augmented
 from tfp_flows.distributions.proposals import make_proposal
@@ -45,12 +45,10 @@ def rblock_real_nvp(event_size, num_blocks=4, hidden_units=(64, 64), activation=
     the MLP sizes; `hidden_units` is our choice. ActNorms are set by
     data-dependent initialisation (`FlowModel.initialize_from_data`). With
     `conditional_size=C` every coupling conditioner also sees `c` (built by
-    `flows.coupling.coupling_layer`).
+    `bijectors.coupling.coupling_layer`).
     """
-    event_size = validation.positive_int(event_size, "event_size")
+    event_size, conditional_size = check_coupling_event_size(event_size, conditional_size)
     num_blocks = validation.positive_int(num_blocks, "num_blocks")
-    if event_size < 2:
-        raise ValueError(f"Coupling flows need `event_size` >= 2; got {event_size}.")
     dtype = validation.float_dtype(dtype)
 
     def coupling(name):

@@ -15,10 +15,9 @@ import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.actnorm import ActNorm
 from tfp_flows.bijectors.conditioners import (
-    AffineCouplingConditioner,
     MADEConditioner,
-    SplineCouplingConditioner,
 )
+from tfp_flows.bijectors.coupling import check_coupling_event_size, coupling_layer
 from tfp_flows.bijectors.lu_linear import LULinear
 from tfp_flows.bijectors.permute import block_permutations, reverse_permutation
 from tfp_flows.flows.registry import register_flow
@@ -34,23 +33,6 @@ def standard_normal(event_size, dtype=tf.float32):
     return tfd.MultivariateNormalDiag(loc=tf.zeros([event_size], dtype=dtype))
 
 
-def check_coupling_event_size(event_size, conditional_size):
-    """Coupling flows need `event_size >= 2`, or a condition for a scalar `p(y | c)`.
-
-    With `event_size=1` and `conditional_size > 0` each coupling transforms
-    the one coordinate (`num_masked = 0`) with a scale and shift computed from
-    the condition alone: a conditional affine (or spline) flow of a scalar.
-    Returns `(event_size, conditional_size)` as ints.
-    """
-    event_size = validation.positive_int(event_size, "event_size")
-    conditional_size = validation.positive_int(conditional_size, "conditional_size",
-                                               allow_zero=True)
-    if event_size < 2 and not conditional_size:
-        raise ValueError(f"Coupling flows need `event_size` >= 2; got {event_size} (a scalar "
-                         "flow needs a condition: `conditional_size` > 0).")
-    return event_size, conditional_size
-
-
 def _common(event_size, num_layers, dtype, coupling=True, conditional_size=0):
     if coupling:
         event_size, conditional_size = check_coupling_event_size(event_size, conditional_size)
@@ -58,18 +40,6 @@ def _common(event_size, num_layers, dtype, coupling=True, conditional_size=0):
     num_layers = validation.positive_int(num_layers, "num_layers")
     validation.positive_int(conditional_size, "conditional_size", allow_zero=True)
     return event_size, num_layers, validation.float_dtype(dtype)
-
-
-def _coupling(event_size, conditioner_cls, conditional_size, name, **kwargs):
-    # event_size 1 (conditional only): nothing is masked, the condition alone sets the map.
-    num_masked = event_size // 2
-    cond = conditioner_cls(num_masked, event_size - num_masked,
-                           conditional_size=conditional_size, **kwargs)
-    if conditioner_cls is SplineCouplingConditioner:
-        bij = tfb.RealNVP(num_masked=num_masked, bijector_fn=cond, name=name)
-    else:
-        bij = tfb.RealNVP(num_masked=num_masked, shift_and_log_scale_fn=cond, name=name)
-    return mark_conditional(bij, conditional_size) if conditional_size else bij
 
 
 def transformed(bijectors, event_size, dtype, base=None):
@@ -95,8 +65,8 @@ def real_nvp(event_size, num_layers=4, hidden_units=(64, 64), activation="relu",
         if actnorm:
             bijectors.append(ActNorm(event_size, dtype=dtype))
         bijectors.append(perms[i])
-        bijectors.append(_coupling(
-            event_size, AffineCouplingConditioner, conditional_size, f"coupling_{i}",
+        bijectors.append(coupling_layer(
+            event_size, "affine", conditional_size, f"coupling_{i}",
             hidden_units=hidden_units, activation=activation, residual=residual,
             log_scale_bound=log_scale_bound, dtype=dtype.name))
     return transformed(bijectors, event_size, dtype, base)
@@ -114,9 +84,9 @@ def glow(event_size, num_layers=4, hidden_units=(64, 64), activation="relu", res
         bijectors += [
             ActNorm(event_size, dtype=dtype),
             LULinear(event_size, seed=seed + i, dtype=dtype),
-            _coupling(event_size, AffineCouplingConditioner, conditional_size, f"coupling_{i}",
-                      hidden_units=hidden_units, activation=activation, residual=residual,
-                      log_scale_bound=log_scale_bound, dtype=dtype.name),
+            coupling_layer(event_size, "affine", conditional_size, f"coupling_{i}",
+                           hidden_units=hidden_units, activation=activation, residual=residual,
+                           log_scale_bound=log_scale_bound, dtype=dtype.name),
         ]
     return transformed(bijectors, event_size, dtype, base)
 
@@ -155,8 +125,8 @@ def neural_spline(event_size, num_layers=4, num_bins=8, bound=4.0, hidden_units=
     for i in range(num_layers):
         bijectors.append(LULinear(event_size, seed=seed + i, dtype=dtype)
                          if lu_linear else perms[i])
-        bijectors.append(_coupling(
-            event_size, SplineCouplingConditioner, conditional_size, f"spline_coupling_{i}",
+        bijectors.append(coupling_layer(
+            event_size, "spline", conditional_size, f"spline_coupling_{i}",
             num_bins=num_bins, bound=bound, hidden_units=hidden_units, activation=activation,
             residual=residual, dtype=dtype.name))
     return transformed(bijectors, event_size, dtype, base)

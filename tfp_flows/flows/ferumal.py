@@ -29,9 +29,10 @@ ActNorm and the length scale, which it tuned by grid search.
 """
 
 from tfp_flows.bijectors.actnorm import ActNorm
+from tfp_flows.bijectors.coupling import check_coupling_event_size
 from tfp_flows.bijectors.kernel_coupling import KernelCoupling
 from tfp_flows.bijectors.permute import block_permutations
-from tfp_flows.flows.baselines import check_coupling_event_size, transformed
+from tfp_flows.flows.baselines import transformed
 from tfp_flows.flows.registry import register_flow
 from tfp_flows.internal import validation
 from tfp_flows.nets.kernels import InducingPoints, canonical_kernel

@@ -27,7 +27,7 @@ import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.conditioners import MADEConditioner
 from tfp_flows.bijectors.continuously_indexed import ContinuouslyIndexed
-from tfp_flows.bijectors.coupling import coupling_layer
+from tfp_flows.bijectors.coupling import check_coupling_event_size, coupling_layer
 from tfp_flows.bijectors.permute import block_permutations, reverse_permutation
 from tfp_flows.distributions.lgf import LGF
 from tfp_flows.flows.baselines import standard_normal
@@ -41,8 +41,8 @@ tfb = tfp.bijectors
 def _common(event_size, num_layers, index_size, dtype, coupling, conditional_size):
     event_size = validation.positive_int(event_size, "event_size")
     num_layers = validation.positive_int(num_layers, "num_layers")
-    if coupling and event_size < 2:
-        raise ValueError(f"Coupling flows need `event_size` >= 2; got {event_size}.")
+    if coupling:
+        check_coupling_event_size(event_size, conditional_size)
     index_size = event_size if index_size is None else validation.positive_int(
         index_size, "index_size")
     conditional_size = validation.positive_int(conditional_size, "conditional_size",
@@ -123,7 +123,7 @@ def lgf_real_nvp(event_size, num_layers=4, index_size=None, index_mode="affine",
     whose shift and log-scale are functions of `(x_masked, u)`; no `s`, `t`).
     `conditional_size=C`: `p(x | c)`; in affine mode the coupling conditioner
     sees `(x_masked, c)` and `s`, `t` see `[u, c]`, in coupling mode it sees
-    `(x_masked, u, c)`. Couplings come from `flows.coupling.coupling_layer`.
+    `(x_masked, u, c)`. Couplings come from `bijectors.coupling.coupling_layer`.
 
     #### Examples
 
