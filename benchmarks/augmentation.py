@@ -1,11 +1,11 @@
-"""Marginalizing / augmented flows (seed 002): the thesis' Tables 2 and 3, and proposals.
+"""Marginalizing / augmented flows (de Boer, 2020): the thesis' Tables 2 and 3, and proposals.
 
     python -m benchmarks.augmentation table2 --jit [--epochs 60 --runs 3 --dims 2 3 4]
     python -m benchmarks.augmentation moons --jit [--epochs 40 --runs 3]
     python -m benchmarks.augmentation proposal --jit [--epochs 60 --runs 2]
     python -m benchmarks.augmentation table2-plot --inputs A.json B.json  # one plot
 
-Models: `marginalizing_flow` (ActNorm, 1 coupling, 4 R-blocks, seed 002 Sec.
+Models: `marginalizing_flow` (ActNorm, 1 coupling, 4 R-blocks, de Boer, 2020, Sec.
 2.1) trained by `FlowModel` + `model.fit` on the single-sample ELBO with fresh
 eps every step, Adam 1e-3, as the thesis' Table 1 (but far fewer epochs).
 Log-likelihoods are the importance-sampled estimate with S = 200 (the thesis'

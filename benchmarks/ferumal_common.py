@@ -1,4 +1,4 @@
-"""Shared training loop of the Ferumal-flow benchmarks (seed 000).
+"""Shared training loop of the Ferumal-flow benchmarks (English et al., 2024).
 
 Every model is a registered flow trained by the library's pipeline
 (`tfp_flows.keras.train.fit`: data-dependent initialisation, then `model.fit`)

@@ -1,4 +1,4 @@
-"""Cost of a Ferumal flow vs RealNVP at equal depth, across batch size and N (seed 000).
+"""Cost of a Ferumal flow vs RealNVP at equal depth, across batch size and N (English et al., 2024).
 
 Both flows have `--num-couplings` affine couplings on `R^D` (RealNVP: hidden
 (64, 64) MLPs; Ferumal: N per-layer inducing points, ActNorm per block).

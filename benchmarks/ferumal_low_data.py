@@ -1,4 +1,4 @@
-"""Low-data regime (paper, seed 000, Table 3): Ferumal flow vs RealNVP and Glow-style.
+"""Low-data regime (paper, Table 3): Ferumal flow vs RealNVP and Glow-style.
 
 At most 500 training examples (`tfp_flows.datasets.subsample`); validation and
 test splits untouched. The paper's UCI data is absent on this machine, so the

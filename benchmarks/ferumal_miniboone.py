@@ -1,4 +1,4 @@
-"""Full-data MINIBOONE (paper, seed 000, Table 2): Ferumal flow vs RealNVP and Glow-style.
+"""Full-data MINIBOONE (paper, Table 2): Ferumal flow vs RealNVP and Glow-style.
 
 Needs the MAF data folder (`--data-dir`, containing `miniboone/data.npy`); it is
 not on the machine this library was developed on, so this benchmark has not
@@ -7,7 +7,7 @@ been run here. Without `--data-dir` the script stops with a clear message.
 Paper (Table 2, test NLL in nats): RealNVP 13.55, Glow 11.35, Ferumal 11.25;
 parameters (Table 4): RealNVP 377K, Glow 395K, Ferumal 117K.
 
-    python benchmarks/ferumal_miniboone.py --data-dir ../shared/data --steps 20000
+    python benchmarks/ferumal_miniboone.py --data-dir DATA_DIR --steps 20000
 """
 # ruff: noqa: I001  (benchmarks.common must set the TF environment before TF is imported)
 

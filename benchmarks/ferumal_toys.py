@@ -1,4 +1,4 @@
-"""Ferumal flow vs Glow-style flow on 2-D toys (paper, seed 000, Table 1 and Figure 1).
+"""Ferumal flow vs Glow-style flow on 2-D toys (paper, Table 1 and Figure 1).
 
 Line, pinwheel and two moons, batch 200 as in the paper. Each model is trained
 for `--steps` Adam iterations (the paper: 10,000) on 10,000 training points,

@@ -131,7 +131,8 @@ def tabular(args):
         "500 training examples where the data set has that many (wine and breast cancer have "
         "fewer: all their training rows are used), fixed test split, standardised with "
         f"training statistics. ODENet 128x128 tanh, batch 128, {_budget(args)} per "
-        "data set. Seed 000's Table 3 (500 examples of the UCI sets) cannot be rerun here; "
+        "data set. The Ferumal paper's Table 3 (500 examples of the UCI sets) cannot be rerun "
+        "here; "
         "these rows are the same protocol on the data sets that are available.")
 
 

@@ -1,4 +1,4 @@
-"""Shared training loop and parameter matching of the funnel benchmarks (seed 001).
+"""Shared training loop and parameter matching of the funnel benchmarks (Klein et al., 2021).
 
 `fit_flow` builds a registered flow by name, initialises it from data
 (ActNorm), trains it by maximum likelihood with the library's pipeline

@@ -1,6 +1,6 @@
 """Funnel NSF on four circles, 2-D -> 1-D (the paper's Fig. 2).
 
-A neural spline flow whose last layer is replaced by a funnel (seed 001, A.5):
+A neural spline flow whose last layer is replaced by a funnel (Klein et al., 2021, A.5):
 two NSF layers on x, then a funnel that keeps one coordinate (through a
 conditional RQ spline of the dropped one) and models the dropped coordinate
 with a conditional flow decoder; the latent is 1-D with a N(0, 1) base. Beside

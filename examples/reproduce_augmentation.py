@@ -1,4 +1,4 @@
-"""Reproduce the marginalizing-flow thesis' Table 2 (seed 002): augmented RealNVP on N(0, I)^psi.
+"""Reproduce the marginalizing-flow thesis' Table 2 (de Boer, 2020): augmented RealNVP, N(0, I)^psi.
 
     python examples/reproduce_augmentation.py --quick     # psi = 3, D = 2, B in {0, 2}, 10 epochs
     python examples/reproduce_augmentation.py             # B = 0..4, 1024 epochs, best of 10 runs

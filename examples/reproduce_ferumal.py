@@ -1,4 +1,4 @@
-"""Reproduce the Ferumal-flow paper's 2-D toys (seed 000, Table 1): kernel coupling vs Glow.
+"""Reproduce the Ferumal-flow paper's 2-D toys (English et al., 2024, Table 1): vs Glow.
 
     python examples/reproduce_ferumal.py --quick     # two moons, 400 steps per model
     python examples/reproduce_ferumal.py             # paper protocol: 3 toys, 10,000 steps

@@ -1,4 +1,4 @@
-"""Reproduce FFJORD density estimation (seed 003): Hutchinson for training, exact trace for test.
+"""Reproduce FFJORD density estimation (Grathwohl et al., 2019): Hutchinson training, exact test.
 
     python examples/reproduce_ffjord.py --quick     # two moons, RK4 (8 steps), 1,000 Adam steps
     python examples/reproduce_ffjord.py             # two moons, DOPRI5 (tol 1e-5), 10,000 steps

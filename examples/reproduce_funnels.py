@@ -1,4 +1,4 @@
-"""Reproduce the funnels paper's tabular comparison (seed 001, Table 1): F-NSF vs NSF.
+"""Reproduce the funnels paper's tabular comparison (Klein et al., 2021, Table 1): F-NSF vs NSF.
 
     python examples/reproduce_funnels.py --quick                      # digits, 5 epochs
     python examples/reproduce_funnels.py                              # digits, 100 epochs

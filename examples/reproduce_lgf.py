@@ -1,4 +1,4 @@
-"""Reproduce the LGF/CIF paper's two-rectangles experiment (seed 004, Figs. 1-2): LGF-MAF vs MAF.
+"""Reproduce the LGF paper's two rectangles (Cornish et al., 2019, Figs. 1-2): LGF-MAF vs MAF.
 
     python examples/reproduce_lgf.py --quick      # 6 epochs of 5,000 points, S = 200
     python examples/reproduce_lgf.py              # 300 epochs (the paper's), S = 1000

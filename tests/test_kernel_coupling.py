@@ -1,4 +1,4 @@
-"""KernelCoupling, the kernel machines and the ready-made Ferumal flow (seed 000)."""
+"""KernelCoupling, the kernel machines and the ready-made Ferumal flow (English et al., 2024)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Kernelised affine coupling with inducing points (Ferumal flows, seed 000)."""
+"""Kernelised affine coupling with inducing points (Ferumal flows, English et al., 2024)."""
 
 import numpy as np
 import tensorflow as tf
@@ -34,7 +34,7 @@ class KernelCoupling(KerasBijector):
     length scale is `exp(log l)` (positive), learnable or fixed, and set by
     the median heuristic in `initialize_from_data` unless given. The
     soft clamp (`log_scale_bound`, default 3) keeps `exp(s)` bounded: the
-    paper's unbounded `exp(s)` can overflow in training (DESIGN.md 3.1).
+    paper's unbounded `exp(s)` can overflow in training.
 
     Inducing points: by default each coupling has its own `InducingPoints`
     layer; pass one `inducing_points=` layer to several couplings to share it

@@ -54,7 +54,7 @@ def real_nvp(event_size, num_layers=4, hidden_units=(64, 64), activation="relu",
              base=None):
     """RealNVP (Dinh et al., 2017): affine couplings between fixed permutations.
 
-    Permutations follow seed 000's scheme (random, then reverse, alternating).
+    Permutations follow the Ferumal paper's scheme (random, then reverse, alternating).
     `actnorm=True` puts an `ActNorm` before each coupling.
     """
     event_size, num_layers, dtype = _common(event_size, num_layers, dtype,

@@ -1,4 +1,4 @@
-"""Ferumal flow (English, Kirchler & Lippert; seed 000): kernelised RealNVP blocks.
+"""Ferumal flow (English, Kirchler & Lippert, ICLR 2024): kernelised RealNVP blocks.
 
 Chain, density direction, per block b = 1..B:
 
@@ -24,7 +24,7 @@ The paper (section 3) writes `2 L n (D-d)` for the representer form (matches
 the first column), `2 N L` for per-layer points (which drops the `(D-d)`
 factor and the points themselves) and `2 N (D-d) L + 2 d N` for shared points
 (one `d x N` set of points for s and one for t; here s and t share one set,
-as in DESIGN.md 3.1, so the points count `d N`). The paper's counts leave out
+one kernel evaluation serves both, so the points count `d N`). The paper's counts leave out
 ActNorm and the length scale, which it tuned by grid search.
 """
 
