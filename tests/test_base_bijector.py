@@ -140,7 +140,7 @@ def test_conditional_flag_routes_the_input_through_chains():
     chain = tfb.Chain([plain, cond])
     c = tf.constant([[1.0], [-1.0]])
     x = tf.constant([[0.3, 0.4], [0.3, 0.4]])
-    y = chain.forward(x, **bijectors.conditional_kwargs(chain, c))
+    y = chain.forward(x, **bijectors.route(chain, c))
     np.testing.assert_allclose(y.numpy(), cond.forward(x, conditional_input=c).numpy())
     assert not np.allclose(y.numpy()[0], y.numpy()[1])  # the input reached the MLP
 

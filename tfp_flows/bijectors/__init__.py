@@ -20,7 +20,6 @@ from tfp_flows.bijectors.lu_linear import LULinear
 from tfp_flows.bijectors.permute import block_permutations, random_permutation, reverse_permutation
 from tfp_flows.bijectors.spline import StableRationalQuadraticSpline
 from tfp_flows.internal.contract import (
-    conditional_kwargs,
     conditional_size,
     initialize_from_data,
     is_conditional,
@@ -32,7 +31,7 @@ from tfp_flows.internal.math import soft_clamp
 
 __all__ = [
     "ActNorm", "AffineCouplingConditioner", "LULinear", "MADEConditioner",
-    "SplineCouplingConditioner", "block_permutations", "conditional_kwargs",
+    "SplineCouplingConditioner", "block_permutations",
     "conditional_size", "initialize_from_data", "is_conditional", "log_prob_kind",
     "mark_conditional", "route",
     "random_permutation", "reverse_permutation", "soft_clamp",

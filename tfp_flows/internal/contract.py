@@ -278,11 +278,6 @@ def route(bijector, conditional_input=None, seed=None):
     return out
 
 
-def conditional_kwargs(bijector, conditional_input):
-    """`route(bijector, conditional_input)`: keyword arguments carrying the condition."""
-    return route(bijector, conditional_input)
-
-
 def _distribution_kwargs(distribution, conditional_input, seed, **kwargs):
     """Keyword arguments for a distribution's own `log_prob` / `sample` per the contract."""
     if not hasattr(distribution, _SIZE_ATTR):

@@ -66,7 +66,7 @@ class RNODE(objectives.Objective):
         log_det, penalty = 0.0, 0.0
         for bijector, part_seed in zip(parts, seeds[:-1], strict=True):
             if isinstance(bijector, FFJORD):
-                kwargs = contract.conditional_kwargs(bijector, conditional_input)
+                kwargs = contract.route(bijector, conditional_input)
                 sol = bijector.solve(h, "inverse", seed=part_seed, regularize=regularize,
                                      **kwargs)
                 h, log_det = sol.state, log_det + sol.log_det
