@@ -108,11 +108,95 @@ def test_list_shows_flows_with_summary_arguments_and_condition(capsys):
             "LU-parameterised invertible linear map, and an affine coupling.") in flat
     # A period inside `code` does not end the sentence.
     assert "`event_size -> latent_sizes[0] -> ... -> latent_sizes[-1]` funnels." in flat
-    # Conditional flows are marked; the builder's arguments are listed.
+    # Conditional flows are marked; the builder's arguments only with --verbose.
     assert "[conditional] RealNVP (Dinh et al., 2017)" in flat
-    assert "arguments: event_size, num_layers=4, hidden_units=(64, 64)" in flat
+    assert "arguments:" not in flat and "list --verbose" in flat
     # Benchmarks are scripts of the source tree, not part of the installed CLI.
     assert "benchmarks" not in out
+
+
+def test_list_verbose_shows_every_flows_arguments(capsys):
+    code, out, _ = run(capsys, "list", "--verbose")
+    assert code == 0
+    flat = " ".join(out.split())
+    assert "arguments: event_size, num_layers=4, hidden_units=(64, 64)" in flat
+    assert flat.count("arguments: ") == len(registry.available_flows())
+    assert "solver='dopri5'" in flat  # ffjord's
+
+
+def test_flow_catalog_agrees_with_the_registry():
+    """The static table `list` prints equals the registry's description of every built-in flow."""
+    from tfp_flows.internal import flow_catalog
+
+    builtin = {n for n in registry.available_flows() if not n.startswith("_cli_test")}
+    assert [i.name for i in flow_catalog.BUILTIN_FLOWS] == sorted(builtin)
+    for info in flow_catalog.BUILTIN_FLOWS:
+        # On a mismatch, paste the registry's description into flow_catalog.BUILTIN_FLOWS.
+        assert info == registry.describe_flow(info.name), registry.describe_flow(info.name)
+    assert registry.FlowInfo is flow_catalog.FlowInfo
+
+
+def test_list_imports_no_tensorflow():
+    """`tfp-flows list` in a fresh process: no TensorFlow, TFP or Keras import, well under 3 s."""
+    import subprocess
+    import time
+
+    code = ("import sys; from tfp_flows.cli import main; main(['list']); "
+            "print(sorted(m for m in ('tensorflow', 'tensorflow_probability', 'keras') "
+            "if m in sys.modules))")
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+    seconds = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]", out.stdout[-300:]
+    assert "real_nvp" in out.stdout and "moons" in out.stdout
+    assert seconds < 20, seconds  # ~0.3 s of CPU; loose for a loaded machine
+
+
+def test_cli_hides_tensorflow_startup_lines(tmp_path):
+    """A command that imports TensorFlow prints only its own error on stderr, no TF chatter."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": REPO}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    out = subprocess.run([sys.executable, "-m", "tfp_flows", "evaluate", "--run-dir",
+                          str(tmp_path / "missing")], capture_output=True, text=True,
+                         cwd=REPO, env=env, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"tfp-flows: error: --run-dir: directory {str(tmp_path / 'missing')!r} does not "
+        "exist."], out.stderr
+
+
+def test_startup_line_filter_keeps_real_errors():
+    from tfp_flows.internal import tf_logs
+
+    text = ("WARNING: All log messages before absl::InitializeLog() is called are written to "
+            "STDERR\n"
+            "I0000 00:00:1.1 1 port.cc:153] oneDNN custom operations are on. You may see ...\n"
+            "I0000 00:00:1.2 1 cudart_stub.cc:31] Could not find cuda drivers on your machine\n"
+            "E0000 00:00:1.3 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA\n"
+            "E0000 00:00:1.4 1 some_kernel.cc:9] a real error\n"
+            "Traceback (most recent call last):\n")
+    assert tf_logs.filter_startup_lines(text) == (
+        "E0000 00:00:1.4 1 some_kernel.cc:9] a real error\nTraceback (most recent call last):\n")
+    import tensorflow as tf
+
+    assert tf_logs.import_tensorflow() is tf  # already imported: a plain import
+
+
+@pytest.mark.slow
+def test_cli_verbose_shows_tensorflow_startup_lines(tmp_path):
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": REPO}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    out = subprocess.run([sys.executable, "-m", "tfp_flows", "--verbose", "evaluate",
+                          "--run-dir", str(tmp_path / "missing")], capture_output=True,
+                         text=True, cwd=REPO, env=env, timeout=300)
+    assert out.returncode == 2 and "tfp-flows: error: --run-dir" in out.stderr
+    assert len(out.stderr.strip().splitlines()) > 1, out.stderr
 
 
 def test_describe_flow_and_flow_builder():
@@ -141,6 +225,52 @@ def test_help_exits_zero_and_shows_defaults(capsys):
     assert code == 0 and "--flow-arg" in out
     assert "maximum epochs (default: 100)" in flat and "(default: 256)" in flat
     assert "(default: auto)" in flat and "(default: 10)" in flat
+
+
+def test_every_help_shows_every_default(capsys):
+    import argparse
+
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(subparsers.choices) == ["evaluate", "fit", "list", "sample"]
+    for name, sub in [(None, parser), *subparsers.choices.items()]:
+        code, out, _ = run(capsys, *([] if name is None else [name]), "--help")
+        flat = " ".join(out.split())
+        assert code == 0, name
+        for action in sub._actions:
+            default = action.default
+            if action.option_strings and default not in (None, False, [], argparse.SUPPRESS):
+                assert f"(default: {default})" in flat, (name, action.dest)
+            elif action.option_strings and not action.required and default is None:
+                # An option without a fixed default says what happens without it.
+                assert action.help and ("default" in action.help or "hidden" in action.help
+                                        ), (name, action.dest)
+
+
+def test_plots_are_titled_with_flow_and_nll_and_the_density_has_a_colorbar(run_dir, tmp_path,
+                                                                          monkeypatch):
+    from tfp_flows import datasets
+    from tfp_flows.cli import commands
+    from tfp_flows.cli import plots as run_plots
+
+    figures = []
+    save = plotting.save_figure
+
+    def record(fig, path, **kwargs):
+        figures.append((os.path.basename(path), fig.get_suptitle(),
+                        [ax.get_label() for ax in fig.axes], [ax.get_title() for ax in fig.axes]))
+        return save(fig, path, **kwargs)
+
+    monkeypatch.setattr(run_plots.plotting, "save_figure", record)
+    model = commands._load_model(run_dir)
+    split = datasets.load("moons", num_samples=200, seed=0)
+    paths = run_plots.save_run_plots(model, split, str(tmp_path), 8, 0, flow="real_nvp",
+                                     test_nll=1.2345)
+    assert [os.path.basename(p) for p in paths] == ["density.png", "samples.png"]
+    (density, density_title, density_axes, _), (samples, samples_title, _, titles) = figures
+    assert density_title == samples_title == "real_nvp on moons: test NLL 1.234 nats"
+    assert "<colorbar>" in density_axes  # matplotlib labels a colour bar's axes so
+    assert titles == ["training data", "model samples"]
 
 
 def test_cli_imports_no_tensorflow_to_parse():

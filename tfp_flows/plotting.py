@@ -100,10 +100,12 @@ def density_grid(log_prob_fn, bounds, num_points=100, batch_size=4096):
     return xs, ys, log_p.reshape(num_points, num_points)
 
 
-def plot_density(ax, log_prob_fn, bounds, num_points=100, title=None, cmap="viridis"):
+def plot_density(ax, log_prob_fn, bounds, num_points=100, title=None, cmap="viridis",
+                 colorbar=False):
     """Draws the density `exp(log_prob_fn)` on a grid into `ax`; returns the image.
 
-    Non-finite log densities are drawn as zero density.
+    Non-finite log densities are drawn as zero density. `colorbar=True` adds
+    a colour bar labelled "density" beside `ax`.
     """
     xs, ys, log_p = density_grid(log_prob_fn, bounds, num_points)
     density = np.where(np.isfinite(log_p), np.exp(np.minimum(log_p, 50.0)), 0.0)
@@ -111,6 +113,8 @@ def plot_density(ax, log_prob_fn, bounds, num_points=100, title=None, cmap="viri
                       aspect="auto", cmap=cmap)
     if title:
         ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, label="density")
     return image
 
 

@@ -1,17 +1,21 @@
 """`tfp-flows`: train, evaluate and sample registered flows.
 
-    tfp-flows list
+    tfp-flows list [--verbose]
     tfp-flows fit --flow real_nvp --dataset moons --epochs 50 --run-dir runs/moons
     tfp-flows fit --flow maf --dataset power --data-dir data/ --flow-arg num_layers=10 \\
         --flow-arg hidden_units=512,512 --jit --run-dir runs/power
     tfp-flows evaluate --run-dir runs/moons
     tfp-flows sample --run-dir runs/moons --num 1000 --out samples.npy
 
-(`python -m tfp_flows ...` is the same.) Flows are looked up by name in the
-flow registry (`tfp_flows.flows.registry`; importing `tfp_flows.flows`
-registers every family's flows). `main(argv)` returns the exit code: 0 on
-success, 2 for a usage error (message on stderr). Benchmarks are scripts of
-the source checkout, run directly: `python benchmarks/NAME.py ...`.
+(`python -m tfp_flows ...` is the same.) `list` reads the static flow table of
+`tfp_flows.internal.flow_catalog` and imports no TensorFlow; the other
+commands import TensorFlow with its start-up log lines hidden
+(`tfp_flows.internal.tf_logs`) unless `tfp-flows --verbose COMMAND ...`. Flows
+are looked up by name in the flow registry (`tfp_flows.flows.registry`;
+importing `tfp_flows.flows` registers every family's flows). `main(argv)`
+returns the exit code: 0 on success, 2 for a usage error (message on stderr).
+Benchmarks are scripts of the source checkout, run directly: `python
+benchmarks/NAME.py ...`.
 
 `fit` trains with `tfp_flows.keras.train.fit` and writes to the run directory:
 
@@ -46,6 +50,10 @@ def main(argv=None):
         return 0 if exc.code is None else exc.code
     from tfp_flows.cli.commands import COMMANDS
 
+    if args.command != "list":
+        from tfp_flows.internal import tf_logs
+
+        tf_logs.import_tensorflow(quiet=not args.show_tf_logs)
     try:
         return COMMANDS[args.command](args)
     except CLIError as err:

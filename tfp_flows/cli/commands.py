@@ -79,10 +79,11 @@ def _objective(name, iwae_samples, model, flow):
 
 
 def cmd_list(args):
+    """Flows (from `tfp_flows.internal.flow_catalog`: no TensorFlow import) and data sets."""
     from tfp_flows import datasets
-    from tfp_flows.flows import registry
+    from tfp_flows.internal import flow_catalog
 
-    infos = [registry.describe_flow(name) for name in registry.available_flows()]
+    infos = flow_catalog.flow_infos()
     width = max([len(i.name) for i in infos] + [8]) + 2
     indent = " " * (2 + width)
     print("flows ([conditional]: takes a condition c of size `conditional_size`):")
@@ -91,8 +92,11 @@ def cmd_list(args):
         tag = "[conditional] " if info.conditional else ""
         print(textwrap.fill(tag + (info.summary or "(no docstring)"), _WIDTH,
                             initial_indent=head, subsequent_indent=indent))
-        print(textwrap.fill("arguments: " + ", ".join(info.arguments), _WIDTH,
-                            initial_indent=indent, subsequent_indent=indent + "  "))
+        if args.verbose:
+            print(textwrap.fill("arguments: " + ", ".join(info.arguments), _WIDTH,
+                                initial_indent=indent, subsequent_indent=indent + "  "))
+    if not args.verbose:
+        print("(`tfp-flows list --verbose` shows each flow's arguments)")
     print("datasets:")
     for name in datasets.available():
         print(f"  {name}")
@@ -141,7 +145,8 @@ def cmd_fit(args):
         from tfp_flows.cli import plots as run_plots
 
         try:
-            plots = run_plots.save_run_plots(model, split, args.run_dir, eval_samples, args.seed)
+            plots = run_plots.save_run_plots(model, split, args.run_dir, eval_samples,
+                                             args.seed, flow=args.flow, test_nll=test_nll)
         except ImportError as err:
             print(f"tfp-flows: warning: no plots: {err}", file=sys.stderr)
     hist = result.history

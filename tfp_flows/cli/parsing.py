@@ -83,7 +83,10 @@ def parse_key_values(items, option):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="tfp-flows", description="Train, evaluate and sample normalizing flows.")
+        prog="tfp-flows", description="Train, evaluate and sample normalizing flows.",
+        formatter_class=_Formatter)
+    parser.add_argument("-v", "--verbose", dest="show_tf_logs", action="store_true",
+                        help="show TensorFlow's start-up log lines (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -128,7 +131,9 @@ def build_parser():
     sample.add_argument("--out", required=True, help="output .npy file")
     sample.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed")
 
-    command("list", "list the registered flows (summary, arguments) and data sets")
+    ls = command("list", "list the registered flows and data sets (TensorFlow is not imported)")
+    ls.add_argument("--verbose", action="store_true",
+                    help="also each flow's arguments (with defaults)")
     return parser
 
 
@@ -137,9 +142,11 @@ def _add_data_args(p, required):
                    help="data set name (see `list`)" + ("" if required else
                                                           "; default: the run's"))
     p.add_argument("--data-dir", type=existing_dir, default=None,
-                   help="folder of the UCI data (MAF layout)")
+                   help="folder of the UCI data (MAF layout); needed by power, gas, hepmass, "
+                        "miniboone, bsds300 only (default: none)")
     p.add_argument("--num-samples", type=positive_int, default=None,
-                   help="training points (generated sets) or training subsample (real sets)")
+                   help="training points of generated sets (default 1000) or a training "
+                        "subsample of real sets (default: all)")
     p.add_argument("--dataset-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument of the data loader, e.g. noise=0.05 (repeatable)")
     p.add_argument("--seed", type=non_negative_int, default=None if not required else 0,

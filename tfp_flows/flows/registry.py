@@ -5,33 +5,17 @@ by name; a model built this way saves and loads with `model.save` /
 `keras.models.load_model` (its config is the name and the keyword arguments).
 `flow_builder(name)` returns the registered constructor and
 `describe_flow(name)` its summary and arguments (nothing is built).
+`FlowInfo` and the description rules live in the TensorFlow-free
+`tfp_flows.internal.flow_catalog`, which also holds a static copy of every
+built-in flow's description for `tfp-flows list`.
 """
 
-import inspect
-import re
-from typing import NamedTuple
+from tfp_flows.internal.flow_catalog import FlowInfo, describe, first_sentence
+
+__all__ = ["FlowInfo", "available_flows", "build_flow", "describe_flow", "first_sentence",
+           "flow_builder", "register_flow"]
 
 _FLOWS = {}
-# A sentence ends at ., ! or ? followed by white space, except after these abbreviations.
-_ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "cf.", "vs.", "Fig.", "Sec.", "Eq.", "approx.")
-_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
-
-
-class FlowInfo(NamedTuple):
-    """What `describe_flow` returns.
-
-    Attributes:
-      name: the registered name.
-      summary: the first sentence of the builder's docstring ("" if none).
-      arguments: the builder's parameters as `"name"` / `"name=default"` strings.
-      conditional: whether the builder accepts `conditional_size` (a flow
-        conditioned on an input `c` of that size).
-    """
-
-    name: str
-    summary: str
-    arguments: tuple
-    conditional: bool
 
 
 def register_flow(name):
@@ -63,31 +47,6 @@ def build_flow(name, **kwargs):
     return flow_builder(name)(**kwargs)
 
 
-def first_sentence(doc):
-    """The first sentence of a docstring's first paragraph, on one line."""
-    paragraph = inspect.cleandoc(doc or "").split("\n\n")[0]
-    text = " ".join(paragraph.split())
-    for match in _SENTENCE_END.finditer(text):
-        head = text[:match.end()]
-        # Not inside `code` (an odd number of backticks before), not an abbreviation.
-        if head.count("`") % 2 == 0 and not head.endswith(_ABBREVIATIONS):
-            return head
-    return text
-
-
 def describe_flow(name):
     """`FlowInfo` of the registered flow `name`: summary, arguments, conditional or not."""
-    fn = flow_builder(name)
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # builtins / C callables have no signature
-        params = ()
-    arguments, names = [], set()
-    for p in params:
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            arguments.append(("*" if p.kind == p.VAR_POSITIONAL else "**") + p.name)
-            continue
-        names.add(p.name)
-        arguments.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
-    return FlowInfo(name, first_sentence(inspect.getdoc(fn)), tuple(arguments),
-                    "conditional_size" in names)
+    return describe(name, flow_builder(name))
