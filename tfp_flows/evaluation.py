@@ -15,6 +15,8 @@ import tensorflow as tf
 
 from tfp_flows.internal import contract, validation
 
+__all__ = ["log_prob_values", "markdown_table", "mean_log_prob", "mean_of_batches"]
+
 
 def log_prob_values(model, x, num_samples=100, seed=0, batch_size=None, conditional_input=None,
                     jit_compile=False, **log_prob_kwargs):
@@ -50,7 +52,7 @@ def log_prob_values(model, x, num_samples=100, seed=0, batch_size=None, conditio
     if sampled:
         extra["num_samples"] = validation.positive_int(num_samples, "num_samples")
     fn = tf.function(lambda xb, cb, s: contract.log_prob(dist, xb, cb, seed=s, **extra),
-                     reduce_retracing=True, jit_compile=jit_compile)
+                     reduce_retracing=True, jit_compile=jit_compile, autograph=False)
     values = []
     for i, start in enumerate(range(0, len(x), batch_size)):
         xb = tf.constant(x[start:start + batch_size], dtype=dist.dtype)

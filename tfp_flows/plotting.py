@@ -22,6 +22,9 @@ import os
 
 import numpy as np
 
+__all__ = ["data_bounds", "density_and_samples_figure", "density_grid", "figure_grid",
+           "plot_density", "plot_samples", "save_figure"]
+
 _INSTALL_HINT = ("Plotting needs matplotlib, which is not installed; install it with "
                  "`pip install 'tfp_flows[plots]'` (or `pip install matplotlib`).")
 

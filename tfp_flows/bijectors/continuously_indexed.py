@@ -134,6 +134,7 @@ class ContinuouslyIndexed(KerasBijector):
 
     @property
     def index_size(self):
+        """Size of the index `u` that conditions the layer."""
         return self._index_size
 
     @property

@@ -195,6 +195,7 @@ class FFJORD(KerasBijector):
 
     @property
     def vector_field(self):
+        """The vector field `f(t, z [, c])` (e.g. an `ODENet`)."""
         return self._vector_field
 
     @property
@@ -204,6 +205,7 @@ class FFJORD(KerasBijector):
 
     @property
     def gradient(self):
+        """How gradients flow through the solve: "adjoint" or "backprop"."""
         return self._gradient
 
     @property

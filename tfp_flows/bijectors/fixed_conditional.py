@@ -48,14 +48,17 @@ class FixedConditional(tfb.Bijector):
 
     @property
     def bijector(self):
+        """The wrapped conditional bijector."""
         return self._bijector
 
     @property
     def conditional_input(self):
+        """The fixed condition `c` (a tensor)."""
         return self._condition
 
     @property
     def log_prob_kind(self):
+        """The wrapped bijector's `log_prob_kind`."""
         return contract.log_prob_kind(self._bijector)
 
     @classmethod
@@ -79,5 +82,6 @@ class FixedConditional(tfb.Bijector):
         return self._bijector.inverse_log_det_jacobian(y, event_ndims=1, **self._kw(y))
 
     def initialize_from_data(self, y):
+        """Data-dependent initialisation of the wrapped bijector on `y` at the fixed condition."""
         shape = tf.concat([tf.shape(y)[:-1], tf.shape(self._condition)[-1:]], 0)
         contract.initialize_from_data(self._bijector, y, tf.broadcast_to(self._condition, shape))

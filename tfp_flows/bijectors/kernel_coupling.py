@@ -125,10 +125,12 @@ class KernelCoupling(KerasBijector):
 
     @property
     def num_inducing(self):
+        """N, the number of inducing points `W`."""
         return self._num_inducing
 
     @property
     def kernel(self):
+        """The kernel's canonical name (e.g. "squared_exponential")."""
         return self._kernel
 
     @property
@@ -138,6 +140,7 @@ class KernelCoupling(KerasBijector):
 
     @property
     def kernel_machine(self):
+        """The `KernelMachine` layer (coefficients `a_s`, `a_t` and the length scale)."""
         return self._machine
 
     def _kernel_input(self, u1, conditional_input):

@@ -15,6 +15,7 @@ def random_permutation(event_size, seed):
 
 
 def reverse_permutation(event_size):
+    """`tfb.Permute` reversing the last axis (`[D-1, ..., 0]`), named "reverse"."""
     return tfb.Permute(np.arange(event_size - 1, -1, -1, dtype=np.int32), name="reverse")
 
 

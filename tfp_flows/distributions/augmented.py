@@ -167,18 +167,22 @@ class Augmented(FlowDistribution):
 
     @property
     def flow(self):
+        """The flow on the augmented space `R^(D+B)` (a distribution)."""
         return self._flow
 
     @property
     def proposal(self):
+        """The proposal `q(eps | x [, c])` of the augmented coordinates."""
         return self._proposal
 
     @property
     def num_augment(self):
+        """B, the number of augmented coordinates."""
         return self._num_augment
 
     @property
     def num_samples(self):
+        """Default importance samples S of `log_prob`."""
         return self._num_samples
 
     @property

@@ -215,6 +215,7 @@ class Funnel(FlowDistribution):
 
     @property
     def base(self):
+        """`p_Z(z [| c])`, the distribution of the latent on `R^(D-m)`."""
         return self._base
 
     @property
@@ -225,22 +226,27 @@ class Funnel(FlowDistribution):
 
     @property
     def decoder(self):
+        """`p_phi(x_minus | z [, c])`, the density of the dropped coordinates."""
         return self._decoder
 
     @property
     def conditional_map(self):
+        """The bijection `F(. ; x_minus)` from the latent to the kept coordinates, or None."""
         return self._map
 
     @property
     def pre_bijector(self):
+        """Flow layers applied to `x` before the split (None: none)."""
         return self._pre
 
     @property
     def latent_size(self):
+        """D - m, the size of the latent `z` (the kept coordinates)."""
         return int(self._kept_idx.size)
 
     @property
     def dropped_indices(self):
+        """Indices of the dropped coordinates `x_minus` in `x` (a copy)."""
         return self._dropped_idx.copy()
 
     # -- conditions ----------------------------------------------------------

@@ -90,10 +90,12 @@ class GaussianDecoder(_Decoder):
         return self.head.net
 
     def log_prob(self, x_minus, z, conditional_input=None):
+        """`log p_phi(x_minus | z [, c])`, `[...]`."""
         c = self._condition(conditional_input, z.dtype)
         return self.head.log_prob(x_minus, z, conditional_input=c)
 
     def sample(self, z, seed=None, conditional_input=None):
+        """One draw `x_minus ~ p_phi(. | z [, c])` per row of `z`."""
         c = self._condition(conditional_input, z.dtype)
         return self.head.sample(z, seed, conditional_input=c)
 
@@ -147,15 +149,18 @@ class FlowDecoder(_Decoder):
         return concat_condition(z, self._condition(conditional_input, z.dtype))
 
     def log_prob(self, x_minus, z, conditional_input=None):
+        """`log p_phi(x_minus | z [, c])`, `[...]`."""
         return contract.log_prob(self.flow, x_minus,
                                  conditional_input=self._flow_condition(z, conditional_input))
 
     def sample(self, z, seed=None, conditional_input=None):
+        """One draw `x_minus ~ p_phi(. | z [, c])` per row of `z`."""
         h = self._flow_condition(z, conditional_input)
         u = self.flow.distribution.sample(tf.shape(h)[:-1], seed=seed)
         return self.flow.bijector.forward(u, **contract.route(self.flow.bijector, h))
 
     def initialize_from_data(self, x_minus, z, conditional_input=None):
+        """Data-dependent initialisation of the decoder's flow on `x_minus` given `z` (and `c`)."""
         contract.initialize_from_data(self.flow, x_minus,
                                       conditional_input=self._flow_condition(z,
                                                                              conditional_input))
@@ -221,12 +226,14 @@ class TileGaussianDecoder(_Decoder):
         return self._neighbourhoods(z), (None if c is None else c[..., tf.newaxis, :])
 
     def log_prob(self, x_minus, z, conditional_input=None):
+        """`log p_phi(x_minus | z [, c])`, `[...]`."""
         h, c = self._inputs(z, conditional_input)
         x_tiles = tf.reshape(x_minus, tf.concat([tf.shape(x_minus)[:-1],
                                                  [-1, self._per_tile]], 0))
         return tf.reduce_sum(self.head.log_prob(x_tiles, h, conditional_input=c), axis=-1)
 
     def sample(self, z, seed=None, conditional_input=None):
+        """One draw `x_minus ~ p_phi(. | z [, c])` per row of `z`."""
         h, c = self._inputs(z, conditional_input)
         x_tiles = self.head.sample(h, seed, conditional_input=c)
         return tf.reshape(x_tiles, tf.concat([tf.shape(x_tiles)[:-2], [self.dropped_size]], 0))

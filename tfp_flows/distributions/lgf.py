@@ -176,18 +176,22 @@ class LGF(FlowDistribution):
 
     @property
     def layers(self):
+        """The LGF layers (bijectors of `x` conditioned on `[u_l, c]`), in density order."""
         return list(self._layers)
 
     @property
     def base(self):
+        """The base distribution `p(z_L [| c])`."""
         return self._base
 
     @property
     def index_size(self):
+        """Size of each layer's index `u_l`."""
         return self._index_size
 
     @property
     def dirac(self):
+        """Whether `p(u | z, c)` and `q(u | z, c)` are point masses (the model is its base flow)."""
         return self._dirac
 
     @property

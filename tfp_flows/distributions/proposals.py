@@ -117,6 +117,7 @@ class GaussianProposal(Configurable, tf.Module):
 
     @property
     def keras_layers(self):
+        """The Keras layers holding the proposal's weights (its head's MLP)."""
         return self.head.keras_layers
 
     def loc_and_log_scale(self, x, conditional_input=None):
@@ -124,6 +125,7 @@ class GaussianProposal(Configurable, tf.Module):
         return self.head.loc_and_log_scale(x, conditional_input)
 
     def sample_and_log_prob(self, x, seed=None, conditional_input=None):
+        """One reparameterised `eps ~ q(. | x, c)` per row of `x` and `log q(eps | x, c)`."""
         return self.head.sample_and_log_prob(x, seed, conditional_input)
 
 

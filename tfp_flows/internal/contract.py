@@ -175,6 +175,7 @@ def conditional_size(obj):
 
 
 def is_conditional(obj):
+    """`conditional_size(obj) > 0`: whether `obj` takes a `conditional_input`."""
     return conditional_size(obj) > 0
 
 

@@ -1,11 +1,11 @@
 """`fit_distributed`: the library's own training loop for multi-worker `tf.distribute`.
 
 Keras 3's `Model.fit` cannot train under `tf.distribute.MultiWorkerMirroredStrategy`
-(keras-team/keras#20585: its per-replica output reduction fails with "Invalid
-reduction dimension 0 for input with 0 dimensions"). `fit_distributed(model, ...)`
-has the meaning of `keras.Model.fit` and is written on `tf.distribute` directly; it
-also runs under `MirroredStrategy` and the default strategy, where it gives the
-same result as one device fed the same global batches.
+([keras-team/keras#20585](https://github.com/keras-team/keras/issues/20585): its
+per-replica output reduction fails with "Invalid reduction dimension 0 for input with 0
+dimensions"). `fit_distributed(model, ...)` has the meaning of `keras.Model.fit` and is
+written on `tf.distribute` directly; it also runs under `MirroredStrategy` and the default
+strategy, where it gives the same result as one device fed the same global batches.
 
 #### The loss of a global batch
 

@@ -129,6 +129,7 @@ class FlowModel(keras.Model):
 
     @property
     def distribution(self):
+        """The wrapped flow distribution."""
         return self._distribution
 
     @property
@@ -177,6 +178,7 @@ class FlowModel(keras.Model):
     # -- Keras hooks ---------------------------------------------------------
 
     def call(self, inputs, training=False):
+        """Per-example loss of the objective on `inputs` (`x` or `{"x", "conditional_input"}`)."""
         x, c = _unpack(inputs)
         if self.objective.needs_data:
             c = self._check_condition(c, batch_rank=1)
@@ -196,9 +198,11 @@ class FlowModel(keras.Model):
         return out
 
     def train_step(self, data):
+        """Keras' train step on `data` in any accepted form (`x`, `(x,)`, `(x, c)`, a dict)."""
         return super().train_step(self._keras_form(data))
 
     def test_step(self, data):
+        """Keras' test step on `data` in any accepted form (as `train_step`)."""
         return super().test_step(self._keras_form(data))
 
     def _keras_form(self, data):
@@ -249,7 +253,8 @@ class FlowModel(keras.Model):
         else:
             self._check_arrays(x, y)
         if distributed.needs_own_loop(self.distribute_strategy):
-            # Keras 3's fit does not run under MultiWorkerMirroredStrategy (keras#20585).
+            # Keras 3's fit does not run under MultiWorkerMirroredStrategy
+            # (https://github.com/keras-team/keras/issues/20585).
             return distributed.fit_distributed(self, *self._dict_form(x, y),
                                                steps_per_epoch=steps_per_epoch, **kwargs)
         return super().fit(x, y, steps_per_epoch=steps_per_epoch, **kwargs)

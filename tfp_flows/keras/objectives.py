@@ -44,10 +44,12 @@ class Objective:
         raise NotImplementedError
 
     def get_config(self):
+        """Constructor arguments (Keras serialisation)."""
         return {}
 
     @classmethod
     def from_config(cls, config):
+        """The objective rebuilt from `get_config()`."""
         return cls(**config)
 
 
@@ -89,6 +91,7 @@ class ImportanceWeighted(Objective):
         return fn(x, num_samples=self.num_samples, seed=seed, **kwargs)
 
     def get_config(self):
+        """`{"num_samples": K}`."""
         return {"num_samples": self.num_samples}
 
 
@@ -134,6 +137,7 @@ class ReverseKL(Objective):
         return self.target_log_prob_fn(samples) - log_q
 
     def get_config(self):
+        """Constructor arguments (Keras serialisation)."""
         raise TypeError("ReverseKL holds a Python callable and cannot be serialised; "
                         "save the weights with `model.save_weights` instead.")
 

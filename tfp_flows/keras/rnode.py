@@ -83,4 +83,5 @@ class RNODE(objectives.Objective):
         return (score, penalty) if regularize else score
 
     def get_config(self):
+        """Constructor arguments (Keras serialisation)."""
         return {"kinetic_weight": self.kinetic_weight, "jacobian_weight": self.jacobian_weight}

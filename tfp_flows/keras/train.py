@@ -43,6 +43,9 @@ from tfp_flows.internal import keras_owned, validation
 from tfp_flows.keras import objectives
 from tfp_flows.keras.model import FlowModel
 
+__all__ = ["DEFAULT_INIT_ROWS", "Evaluation", "TrainResult", "build_model", "count_parameters",
+           "evaluate", "fit", "resolve_objective"]
+
 DEFAULT_INIT_ROWS = 1024
 """Training rows used for data-dependent initialisation unless `init_rows` says otherwise."""
 
@@ -73,6 +76,7 @@ class TrainResult:
 
     @property
     def epochs_run(self):
+        """Number of epochs that ran (fewer than asked when early stopping ended training)."""
         return len(self.history.get("loss", []))
 
     @property

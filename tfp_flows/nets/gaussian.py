@@ -76,6 +76,7 @@ class GaussianHead(Configurable, tf.Module):
 
     @property
     def keras_layers(self):
+        """The Keras layers holding the head's weights (its MLP)."""
         return (self.net,)
 
     def loc_and_log_scale(self, h, conditional_input=None):
@@ -99,4 +100,5 @@ class GaussianHead(Configurable, tf.Module):
                                              - tf.reduce_sum(log_scale, axis=-1))
 
     def sample(self, h, seed=None, conditional_input=None):
+        """One reparameterised draw per row of `h`."""
         return self.sample_and_log_prob(h, seed, conditional_input)[0]

@@ -123,6 +123,7 @@ class InducingPoints(_InitializedOnce, keras.layers.Layer):
         self.build(None)
 
     def build(self, input_shape):
+        """Creates the points `W` (standard normal) and the initialised-once flag."""
         if self.built:
             return
         init = keras.initializers.RandomNormal(stddev=1.0, seed=self.seed)
@@ -152,6 +153,7 @@ class InducingPoints(_InitializedOnce, keras.layers.Layer):
         return True
 
     def call(self, inputs=None):
+        """The inducing points `W`, `[num_points, point_size]`."""
         return self.points.value
 
     def get_config(self):
@@ -190,6 +192,7 @@ class KernelMachine(_InitializedOnce, keras.layers.Layer):
         self.build(None)
 
     def build(self, input_shape):
+        """Creates the zero coefficients `a_s`, `a_t` and the log length scale."""
         if self.built:
             return
         shape = (self.num_points, self.output_units)
@@ -220,6 +223,7 @@ class KernelMachine(_InitializedOnce, keras.layers.Layer):
         return kernel_matrix(self.kernel, u, points, tf.exp(self.log_length_scale.value))
 
     def call(self, u, points):
+        """`k(W, u) [a_s, a_t]`: the raw log-scale and shift `[..., 2 * output_units]`."""
         k = self.features(u, points)
         a = tf.concat([self.a_s.value, self.a_t.value], axis=-1)
         out = tf.einsum("...n,nm->...m", k, a)

@@ -62,6 +62,7 @@ class MADE(keras.layers.Layer):
         self._act = keras.activations.get(activation)
 
     def build(self, input_shape=None):
+        """Creates the masked kernels (output layer zero-initialised) and biases."""
         d = self.event_size
         fan_in, self.kernels, self.biases = d, [], []
         widths = (*self.hidden_units, d * self.params)
@@ -76,6 +77,7 @@ class MADE(keras.layers.Layer):
             fan_in = width
 
     def call(self, inputs, conditional_input=None):
+        """Outputs `[..., D, params]`; output `i` depends only on inputs before `i` in the order."""
         check_condition(self, conditional_input)
         h = inputs
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):

@@ -74,6 +74,7 @@ class MLP(keras.layers.Layer):
         self._act = keras.activations.get(self.activation)
 
     def build(self, input_shape):
+        """Creates the kernels and biases (the output layer zero-initialised if asked)."""
         fan_in = int(input_shape[-1]) + self.conditional_size
         self.kernels, self.biases = [], []
         widths = (*self.hidden_units, self.output_units)
@@ -87,6 +88,7 @@ class MLP(keras.layers.Layer):
             fan_in = width
 
     def call(self, inputs, conditional_input=None):
+        """`MLP([inputs, conditional_input])`, `[..., output_units]`."""
         check_condition(self, conditional_input)
         h = concat_condition(inputs, conditional_input)
         num_hidden = len(self.hidden_units)
@@ -124,6 +126,7 @@ class Parameters(keras.layers.Layer):
         self.build(None)
 
     def build(self, input_shape):
+        """Creates one weight per entry of `specs`."""
         if self.built:
             return
         for key, (shape, init) in self.specs.items():
@@ -141,4 +144,5 @@ class Parameters(keras.layers.Layer):
         return self._weights_by_name[key]
 
     def call(self, inputs=None):
+        """`{name: value}` of every weight."""
         return {k: w.value for k, w in self._weights_by_name.items()}

@@ -74,6 +74,7 @@ class ODENet(keras.layers.Layer):
         self.build((None, self.event_size))
 
     def build(self, input_shape):
+        """Creates the time-conditioned layers' weights."""
         if self.built:
             return
         fan_in = self.event_size + self.conditional_size
@@ -116,6 +117,7 @@ class ODENet(keras.layers.Layer):
         return tf.reshape(h, tf.concat([tf.shape(z)[:-1], [self.event_size]], 0))
 
     def call(self, t, z, conditional_input=None):
+        """The vector field `f(t, z [, c])`, `[..., event_size]`."""
         h = self._inputs(z, conditional_input)
         last = len(self._blocks) - 1
         for i, (kernel, bias) in enumerate(self._folded_weights(t, h.dtype)):

@@ -134,6 +134,7 @@ def build(case, dtype=tf.float64, seed=0):
 
 
 def compile_fn(fn, mode):
+    """`fn` as run in `mode`: as is ("eager"), in `tf.function` ("function") or XLA ("jit")."""
     if mode == "eager":
         return fn
     if mode == "function":
@@ -144,6 +145,7 @@ def compile_fn(fn, mode):
 
 
 def inputs(case, batch_shape, dtype, seed=0):
+    """Seeded normal inputs `[*batch_shape, case.event_size]` scaled by `case.input_scale`."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((*batch_shape, case.event_size)) * case.input_scale
     return tf.constant(x, dtype)

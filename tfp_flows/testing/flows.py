@@ -65,6 +65,7 @@ class FlowCase:
     slow_checks: tuple = ("fit_step",)
 
     def is_slow(self, check, conditional):
+        """Whether `check` (plain or conditional run) is in `slow_checks` (then marked slow)."""
         mode = "conditional" if conditional else "plain"
         return check in self.slow_checks or f"{check}:{mode}" in self.slow_checks
 
