@@ -15,8 +15,21 @@ def test_there_are_guides():
 @pytest.mark.parametrize("page", GUIDES, ids=[p.stem for p in GUIDES])
 def test_guide_runs(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # guides may write files
-    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert blocks, f"{page.name} has no Python blocks"
+    monkeypatch.setenv("TFP_FLOWS_GUIDE_BUDGET", "small")  # pages with a budget knob run small
+    assert re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S), (
+        f"{page.name} has no Python blocks")
+    run_page(page)
+
+
+def run_page(path):
+    """Runs one guide's Python blocks in order, in one namespace, in the current directory."""
+    page = pathlib.Path(path)
     namespace = {"__name__": f"guide_{page.stem}"}
-    for i, block in enumerate(blocks):
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)):
         exec(compile(block, f"{page.name} block {i}", "exec"), namespace)
+
+
+if __name__ == "__main__":  # `python tests/test_guides.py docs/guides/<page>.md`: full budget
+    import sys
+
+    run_page(sys.argv[1])

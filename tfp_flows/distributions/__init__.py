@@ -9,6 +9,7 @@ from tfp_flows.distributions.funnel_decoders import (
     TileGaussianDecoder,
 )
 from tfp_flows.distributions.importance import importance_sampled_log_prob, repeat_rows
+from tfp_flows.distributions.joint import FunnelJointBijector, LatentJoint
 from tfp_flows.distributions.lgf import LGF
 from tfp_flows.distributions.proposals import GaussianProposal, StandardNormalProposal
 from tfp_flows.internal.contract import log_prob, sample
@@ -18,3 +19,4 @@ __all__ += ["Augmented", "GaussianProposal", "StandardNormalProposal"]
 __all__ += ["LGF"]
 __all__ += ["FlowDecoder", "Funnel", "GaussianDecoder", "TileGaussianDecoder",
             "sample_at_temperature"]
+__all__ += ["FunnelJointBijector", "LatentJoint"]

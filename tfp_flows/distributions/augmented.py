@@ -11,6 +11,7 @@ variables, integrated out by importance sampling. Conditional on an optional
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_flows.distributions import joint
 from tfp_flows.distributions.base import FlowDistribution
 from tfp_flows.distributions.importance import (
     align_condition,
@@ -250,6 +251,17 @@ class Augmented(FlowDistribution):
             return self._flow_log_prob(x, c, seed)
         return importance_sampled_log_prob(self._log_weights, x, num_samples, seed=seed,
                                            chunk_size=chunk_size, conditional_input=c)
+
+    def joint_distribution(self, conditional_input=None):
+        """The joint `p(x, eps | c) = p_T(concat(x, eps) | c)` as a `LatentJoint`.
+
+        A `tfd.JointDistributionNamed` over `{"x": [D], "eps": [B]}` whose
+        `log_prob` is the flow's; `experimental_pin(x=x)` is the unnormalised
+        posterior `p(eps | x, c)`, the optimal proposal, whose normaliser is
+        `p(x | c)`. Needs B > 0. `conditional_input`: `[C]` or `[*batch, C]`.
+        See `distributions.joint`.
+        """
+        return joint.augmented_joint(self, conditional_input)
 
     # -- sampling and initialisation ----------------------------------------
 

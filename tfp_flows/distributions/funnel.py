@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_flows.distributions import joint
 from tfp_flows.distributions.base import FlowDistribution
 from tfp_flows.internal import contract, keras_owned, tfp_compat, validation
 from tfp_flows.nets.mlp import concat_condition
@@ -342,6 +343,28 @@ class Funnel(FlowDistribution):
         else:
             z = sample_at_temperature(self._base, n, temperature, base_seed, c_base)
         return self.decode(z, seed=decoder_seed, conditional_input=c)
+
+    # -- the joint view ------------------------------------------------------
+
+    def joint_distribution(self, conditional_input=None):
+        """The joint `p(z, x_dropped | c) = p_Z(z | c) p_phi(x_dropped | z, c)`, a `LatentJoint`.
+
+        A `tfd.JointDistributionNamed` over `{"z": [L], "x_dropped": [m]}`
+        (the generative process `z ~ p_Z`, `x_dropped ~ p_phi(. | z)`); `x` is
+        `joint_bijector()` of its sample, and `log p(x | c)` is the joint's
+        log-density at `joint_bijector().inverse(x)` plus
+        `log|det dz/dx_plus| + log|det dh/dx|`. `conditional_input`: `[C]` or
+        `[*batch, C]` (batch shape `batch`). See `distributions.joint`.
+        """
+        return joint.funnel_joint(self, conditional_input)
+
+    def joint_bijector(self, conditional_input=None):
+        """`T: {"z", "x_dropped"} -> x`, `x = pre(merge(x_dropped, F(z; x_dropped, c)); c)`.
+
+        `tfd.TransformedDistribution(self.joint_distribution(c),
+        self.joint_bijector(c))` is this funnel (for the condition `c`).
+        """
+        return joint.funnel_joint_bijector(self, conditional_input)
 
     # -- data-dependent initialisation ---------------------------------------
 

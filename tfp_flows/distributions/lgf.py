@@ -27,6 +27,7 @@ consistent as S grows (Burda et al., 2016). For the paper's layer
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_flows.distributions import joint
 from tfp_flows.distributions.base import FlowDistribution
 from tfp_flows.distributions.importance import (
     align_condition,
@@ -290,6 +291,22 @@ class LGF(FlowDistribution):
         chunk = resolve_chunk_size(s, chunk_size, max_chunk=self._chunk_size)
         return importance_sampled_log_prob(self._log_weight, x, s, seed=seed, chunk_size=chunk,
                                            conditional_input=c)
+
+    def joint_distribution(self, conditional_input=None):
+        """The joint `p(x, u_{1:L} | c)` of the generative process, as a `LatentJoint`.
+
+        A `tfd.JointDistributionNamed` over `{"u_1": [U], ..., "u_L": [U],
+        "x": [D]}` (u_l the index of `layers[l-1]`) with
+
+            log p(x, u | c) = log p_Z(z_L | c)
+                + sum_l [log p(u_l | z_l, c) + log|det D G_l(z_{l-1}; u_l, c)|],
+
+        `z_0 = x`, `z_l = G_l(z_{l-1}; u_l, c)`: the `p` part of the ELBO's
+        log weight. Its marginal in `x` is this LGF; `experimental_pin(x=x)`
+        is the unnormalised posterior `p(u | x, c)`. Not for `dirac=True`.
+        `conditional_input`: `[C]` or `[*batch, C]`. See `distributions.joint`.
+        """
+        return joint.lgf_joint(self, conditional_input)
 
     def _sample_n(self, n, seed=None, conditional_input=None):
         c = contract.check_conditional_input(self, conditional_input, self.dtype,
