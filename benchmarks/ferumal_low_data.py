@@ -110,7 +110,8 @@ def _summary(runs):
                      "test NLL": float(np.mean(nll)),
                      "sd (subsets)": float(np.std(nll, ddof=1)) if len(nll) > 1 else float("nan"),
                      "per subset": " / ".join(f"{v:.2f}" for v in nll),
-                     "train NLL": float(np.mean([r["train NLL"] for r in mine])),
+                     "train NLL": float(np.nanmean([r["train NLL"] for r in mine]))
+                     if any(np.isfinite(r["train NLL"]) for r in mine) else float("nan"),
                      "params": mine[0]["params"],
                      "epochs": " / ".join(str(r["epochs"]) for r in mine),
                      "train s": float(np.sum([r["train s"] for r in mine])),
@@ -136,11 +137,21 @@ def main(argv=None):
     p.add_argument("--ffjord-seconds", type=float, default=600.0,
                    help="FFJORD training wall-time budget per subset")
     p.add_argument("--ffjord-num-test", type=int, default=10000)
+    p.add_argument("--no-train-nll", action="store_true",
+                   help="skip the training-set NLL (saves one traced evaluation per run)")
+    p.add_argument("--append", action="store_true",
+                   help="add to the runs already in <out>/ferumal_low_data_runs.json (a "
+                        "rerun of the same data, model and subset replaces the earlier run; "
+                        "the table summarises all of them; its command line is this run's)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     subset_seeds = ([int(s) for s in args.subset_seeds.split(",")] if args.subset_seeds
                     else [args.seed])
     runs = []
+    previous = os.path.join(args.out, "ferumal_low_data_runs.json")
+    if args.append and os.path.exists(previous):
+        with open(previous) as f:
+            runs = json.load(f)
     for name in args.datasets:
         full = load(name, args.data_dir)
         rng = np.random.default_rng(12345)
@@ -166,19 +177,49 @@ def main(argv=None):
                 row = {"data": f"{name} (D={split.dim}, n={n})", "model": label,
                        "subset": subset,
                        "test NLL": evaluate(model, test, batch_size=1000).nll,
-                       "train NLL": evaluate(model, split.train).nll,
+                       "train NLL": float("nan") if args.no_train_nll else
+                       evaluate(model, split.train).nll,
                        "params": count_parameters(model), "epochs": result.epochs_run,
                        "best epoch": result.best_epoch, "steps": result.steps,
                        "train s": result.seconds, "first epoch s": result.compile_seconds,
                        "epoch s": result.median_epoch_seconds, "test rows": len(test),
                        "val curve": result.history.get("val_loss", [])}
-                runs.append(row)
+                # A rerun of the same (data, model, subset) replaces the earlier one.
+                runs = [r for r in runs if (r["data"], r["model"], r["subset"])
+                        != (row["data"], row["model"], row["subset"])] + [row]
                 print({k: v for k, v in row.items() if k != "val curve"}, flush=True)
                 _write(args, argv, runs, subset_seeds, len(x_val))
     return runs
 
 
+def plot_curves(runs, path):
+    """Validation NLL per epoch of every run (one panel per training subset), to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    subsets = sorted({r["subset"] for r in runs})
+    fig, axes = plt.subplots(1, len(subsets), figsize=(4.2 * len(subsets), 3.4), squeeze=False)
+    for ax, subset in zip(axes[0], subsets, strict=True):
+        lows = []
+        for r in runs:
+            if r["subset"] == subset and r["val curve"]:
+                ax.plot(np.arange(1, len(r["val curve"]) + 1), r["val curve"], label=r["model"])
+                lows.append(min(r["val curve"]))
+        if lows:
+            ax.set_ylim(min(lows) - 0.3, min(lows) + 6.0)
+        ax.set_title(f"training subset {subset}", fontsize=9)
+        ax.set_xlabel("epoch (5 steps of batch 100)")
+        ax.set_ylabel("validation NLL (nats)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _write(args, argv, runs, subset_seeds, num_val):
+    subset_seeds = sorted({r["subset"] for r in runs} | set(subset_seeds))
     notes = (f"Up to {args.steps} steps of batch 100 (early stopping, patience 20 epochs of "
              f"5 steps, best validation epoch restored; validation on {num_val} rows); "
              f"training subsets of {args.num_train} rows with seeds {subset_seeds}; mean and "
@@ -197,6 +238,7 @@ def _write(args, argv, runs, subset_seeds, num_val):
                          "Low-data regime: Ferumal flow vs baselines",
                          "python benchmarks/ferumal_low_data.py " + " ".join(argv),
                          _summary(runs), columns, notes)
+    plot_curves(runs, os.path.join(args.out, "ferumal_low_data_curves.png"))
     path = os.path.join(args.out, "ferumal_low_data_runs.json")
     with open(path, "w") as f:
         json.dump(runs, f, indent=1, default=float)
