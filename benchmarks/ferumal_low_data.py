@@ -200,12 +200,15 @@ def plot_curves(runs, path):
     import matplotlib.pyplot as plt
 
     subsets = sorted({r["subset"] for r in runs})
+    names = list(dict.fromkeys(r["model"] for r in runs))
+    colour = {m: f"C{i}" for i, m in enumerate(names)}  # one colour per model in every panel
     fig, axes = plt.subplots(1, len(subsets), figsize=(4.2 * len(subsets), 3.4), squeeze=False)
     for ax, subset in zip(axes[0], subsets, strict=True):
         lows = []
         for r in runs:
             if r["subset"] == subset and r["val curve"]:
-                ax.plot(np.arange(1, len(r["val curve"]) + 1), r["val curve"], label=r["model"])
+                ax.plot(np.arange(1, len(r["val curve"]) + 1), r["val curve"], label=r["model"],
+                        color=colour[r["model"]])
                 lows.append(min(r["val curve"]))
         if lows:
             ax.set_ylim(min(lows) - 0.3, min(lows) + 6.0)
