@@ -12,7 +12,8 @@ wall time to other processes on a shared machine), wall milliseconds per step,
 and, for the guard, the wall time spent inside its own hooks per step (the
 state copy and the loss read-back), which is what it adds to a step.
 
-    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 python benchmarks/guard_overhead.py --repeats 7
+    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
+        python benchmarks/guard_overhead.py --repeats 7
 
 Writes `<out>/guard_overhead.md` and `.json`.
 """
