@@ -245,14 +245,14 @@ def run_table2_single(args):
              "mean test without worst point": float(np.delete(lp, worst[0]).mean()),
              "mean train": train, "worst test rows": [int(i) for i in worst],
              "their log-lik": [float(v) for v in lp[worst]],
-             "their max |x|": [float(np.abs(x_test[i]).max()) for i in worst],
-             "train max |x|": float(np.abs(x_train).max()), "fit s": fit_s}]
+             "their max abs(x)": [float(np.abs(x_test[i]).max()) for i in worst],
+             "train max abs(x)": float(np.abs(x_train).max()), "fit s": fit_s}]
     print(rows[0], flush=True)
     _write(args, f"augmentation_run_psi{psi}_D{dim}_B{b}_run{args.run}",
            "One Table 2 run, per test point", rows,
            ["psi", "D", "B", "run", "seed", "final loss", "mean test",
             "mean test without worst point", "mean train", "worst test rows", "their log-lik",
-            "their max |x|", "train max |x|"],
+            "their max abs(x)", "train max abs(x)"],
            f"{args.epochs} epochs, S = 200, 2048 training / 2048 test points, the Table 2 "
            "protocol for one run (seed --seed + 100 psi + run, as in `table2`).")
 

@@ -265,7 +265,8 @@ def _unit_grid():
 def robustness_profile(name, scale=0.1, grid=True):
     """Outliers, samples and consistency of ready-made flow `name` in float32 (eager).
 
-    The flow is `build_model(name, conditional=False)` (initialised from data,
+    The flow is `build_model(name, conditional=False)` after
+    `keras.utils.set_random_seed(0)` (initialised from data,
     weights moved by `N(0, 0.1^2)`), re-perturbed by `N(0, scale^2)` (seed 2)
     when `scale != 0.1`. Returns a dict: the number of non-finite values of
     `log_prob` at `ROBUST_ROWS` inputs `sigma * N(0, I)` per sigma in
@@ -278,6 +279,7 @@ def robustness_profile(name, scale=0.1, grid=True):
     outliers, the samples and the grid together.
     """
     case = FLOWS[name]
+    keras.utils.set_random_seed(0)  # the initial weights, so a profile is reproducible
     model, _, _ = build_model(name, conditional=False)
     if scale != 0.1:
         perturb_weights(model.distribution, scale=scale, seed=2)
