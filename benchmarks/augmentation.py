@@ -4,6 +4,7 @@
     python -m benchmarks.augmentation moons --jit [--epochs 40 --runs 3]
     python -m benchmarks.augmentation proposal --jit [--epochs 60 --runs 2]
     python -m benchmarks.augmentation table2-plot --inputs A.json B.json  # one plot
+    python -m benchmarks.augmentation table2-run --jit --psis 3 --dims 3 --augments 3 --run 0
 
 Models: `marginalizing_flow` (ActNorm, 1 coupling, 4 R-blocks, de Boer, 2020, Sec.
 2.1) trained by `FlowModel` + `model.fit` on the single-sample ELBO with fresh
@@ -224,6 +225,38 @@ def run_table2(args):
             _plot_table2(args, rows)
 
 
+def run_table2_single(args):
+    """One Table 2 run (`--psis`, `--dims`, `--augments` one value each, run `--run`), with the
+    per-point test log-likelihoods: the mean, the worst test points and the mean without the
+    worst one (a collapsed run is one point, or a model)."""
+    (psi,), (dim,), (b,) = args.psis, args.dims, args.augments
+    trainer = Trainer(dim, b, 256, flow_seed=args.seed)
+    x_train = datasets.gaussian_power(2048, dim, psi, seed=args.seed)
+    x_test = datasets.gaussian_power(2048, dim, psi, seed=args.seed + 1000)
+    seed = args.seed + 100 * psi + args.run
+    fit_s = trainer.fit(x_train, args.epochs, seed)
+    trainer.log_lik(x_test[:2], seed=seed)  # builds the evaluation function
+    fn = trainer._log_prob_fns[200]
+    lp = fn(tf.constant(x_test), tf.constant([seed, 1], tf.int32)).numpy()
+    train = trainer.log_lik(x_train, seed=seed)
+    worst = np.argsort(lp)[:5]
+    rows = [{"psi": psi, "D": dim, "B": b, "run": args.run, "seed": seed,
+             "final loss": trainer.last_loss, "mean test": float(lp.mean()),
+             "mean test without worst point": float(np.delete(lp, worst[0]).mean()),
+             "mean train": train, "worst test rows": [int(i) for i in worst],
+             "their log-lik": [float(v) for v in lp[worst]],
+             "their max abs(x)": [float(np.abs(x_test[i]).max()) for i in worst],
+             "train max abs(x)": float(np.abs(x_train).max()), "fit s": fit_s}]
+    print(rows[0], flush=True)
+    _write(args, f"augmentation_run_psi{psi}_D{dim}_B{b}_run{args.run}",
+           "One Table 2 run, per test point", rows,
+           ["psi", "D", "B", "run", "seed", "final loss", "mean test",
+            "mean test without worst point", "mean train", "worst test rows", "their log-lik",
+            "their max abs(x)", "train max abs(x)"],
+           f"{args.epochs} epochs, S = 200, 2048 training / 2048 test points, the Table 2 "
+           "protocol for one run (seed --seed + 100 psi + run, as in `table2`).")
+
+
 def _plot_table2(args, rows):
     import matplotlib
     matplotlib.use("Agg")
@@ -357,7 +390,8 @@ def _write(args, stem, title, rows, columns, notes):
 
 def main():
     p = base_parser(__doc__.splitlines()[0])
-    p.add_argument("experiment", choices=["table2", "moons", "proposal", "table2-plot"])
+    p.add_argument("experiment",
+                   choices=["table2", "moons", "proposal", "table2-plot", "table2-run"])
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--dims", type=int, nargs="+", default=[2, 3, 4])
@@ -368,13 +402,17 @@ def main():
     p.add_argument("--tasks", nargs="+", choices=["power3", "moons"], default=["power3"],
                    help="data sets of the proposal experiment")
     p.add_argument("--jit", action="store_true", help="compile training and evaluation with XLA")
+    p.add_argument("--run", type=int, default=0, help="table2-run: the run index (its seed)")
     p.add_argument("--inputs", nargs="+", default=[],
                    help="table2-plot: JSON files written by table2 runs")
     args = p.parse_args()
     for name in ("epochs", "runs"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be a positive integer; got {getattr(args, name)}.")
-    if args.experiment == "table2":
+    if args.experiment == "table2-run" and not (
+            len(args.psis) == len(args.dims) == len(args.augments) == 1):
+        p.error("table2-run trains one cell: give one value each to --psis, --dims, --augments.")
+    if args.experiment in ("table2", "table2-run"):
         bad = [f"{name}={v}" for name, values, ok in (
             ("--psis", args.psis, (1, 2, 3)), ("--dims", args.dims, (2, 3, 4)),
             ("--augments", args.augments, (0, 1, 2, 3, 4))) for v in values if v not in ok]
@@ -384,7 +422,7 @@ def main():
     _JIT[0] = args.jit
     os.makedirs(args.img, exist_ok=True)
     {"table2": run_table2, "moons": run_moons, "proposal": run_proposal,
-     "table2-plot": replot_table2}[args.experiment](args)
+     "table2-plot": replot_table2, "table2-run": run_table2_single}[args.experiment](args)
 
 
 if __name__ == "__main__":

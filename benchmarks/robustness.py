@@ -19,6 +19,17 @@ per kind, scale and sigma, the maximum over all flows and points of
     python benchmarks/robustness.py --scales 0.1 0.3 --sigmas 1 10 100 --num-flows 10
 
 Writes `<out>/robustness.md` and `.json` and prints the table with the load average.
+
+`--distributions` measures the ready-made flows of the flow registry instead
+(`tfp_flows.testing.FLOWS`: every family, funnels, augmented and LGF included,
+small nets) with `testing.flows.robustness_profile` at each `--scales` value:
+non-finite `log_prob` values at 16 inputs per sigma in {1, 10, 100}, the
+smallest log-density per sigma, non-finite samples and sample log-densities,
+and for exact flows of the plane the mass on `[-8, 8]^2` minus 1 and the
+density-side vs sampling-side gap (what `tests/test_robustness_flows.py`
+checks):
+
+    python benchmarks/robustness.py --distributions --scales 0.1 0.3 --name robustness_flows
 """
 # ruff: noqa: I001  (benchmarks.common must set the TF environment before TF is imported)
 
@@ -156,6 +167,40 @@ COLUMNS = ["flow", "scale", "sigma", "round trip", "ldj gap", "inv round trip", 
            "non-finite", "flows with non-finite"]
 
 
+DIST_COLUMNS = ["flow", "scale", "kind", "non-finite at 1", "non-finite at 10",
+                "non-finite at 100", "min log p at 1", "min log p at 10", "min log p at 100",
+                "non-finite samples", "non-finite log p(samples)", "mass - 1", "sides gap",
+                "seconds"]
+
+
+def run_distributions(args, argv):
+    from tfp_flows.testing import flows as flow_testing
+
+    start, rows = time.perf_counter(), []
+    for scale in args.scales:
+        for name in flow_testing.FLOWS:
+            t = time.perf_counter()
+            row = flow_testing.robustness_profile(name, scale)
+            row["seconds"] = round(time.perf_counter() - t, 1)
+            for key in ("min log p at 1", "min log p at 10", "min log p at 100", "mass - 1",
+                        "sides gap"):
+                if key in row:
+                    row[key] = float(f"{row[key]:.2g}")
+            rows.append(row)
+            print(row, flush=True)
+    load = os.getloadavg()
+    common.write_results(
+        os.path.join(args.out, f"{args.name}.md"),
+        "Ready-made flows far from their data (float32)",
+        "python benchmarks/robustness.py " + " ".join(argv or sys.argv[1:]), rows, DIST_COLUMNS,
+        "The registry's flow cases (tfp_flows.testing.FLOWS, small nets), initialised from 8 "
+        "standard-normal rows, every trainable weight moved by N(0, 0.1^2), then by N(0, s^2) "
+        "for s != 0.1; 16 inputs sigma N(0, I) per sigma, 16 samples. Empty cells: not "
+        "measured (mass: exact flows of the plane only; sides gap: TFP transformed "
+        f"distributions only). {time.perf_counter() - start:.0f} s eager; load average "
+        f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}.")
+
+
 def main(argv=None):
     p = common.base_parser(__doc__.splitlines()[0])
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
@@ -168,7 +213,11 @@ def main(argv=None):
                    help="perturb only the weights that start at zero, or all weights")
     p.add_argument("--name", default="robustness", help="results file name (no extension)")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--distributions", action="store_true",
+                   help="measure the registry's ready-made flows (testing.FLOWS) instead")
     args = p.parse_args(argv)
+    if args.distributions:
+        return run_distributions(args, argv)
     start = time.perf_counter()
     rows = run(args.kinds, args.scales, args.sigmas, args.num_flows, args.num_points,
                args.dtype, args.perturb, args.verbose)

@@ -44,6 +44,15 @@ def run_dir(tmp_path_factory):
 # -- fit / evaluate / sample / list ----------------------------------------------------------
 
 
+def test_fit_stops_with_a_clear_error_on_a_non_finite_loss(tmp_path, capsys):
+    code, _, err = run(capsys, "fit", "--flow", "real_nvp", "--dataset", "moons",
+                       "--num-samples", "200", "--epochs", "20", "--batch-size", "32", *TINY,
+                       "--learning-rate", "1e10", "--verbose", "0", "--no-plots",
+                       "--run-dir", str(tmp_path))
+    assert code == 2
+    assert "training stopped: " in err and "at step " in err and "Restored the weights" in err
+
+
 def test_fit_writes_metrics_model_and_plots(run_dir):
     with open(os.path.join(run_dir, "metrics.json")) as f:
         m = json.load(f)

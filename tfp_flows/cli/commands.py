@@ -105,7 +105,7 @@ def cmd_list(args):
 
 def cmd_fit(args):
     from tfp_flows.flows import registry
-    from tfp_flows.keras import train
+    from tfp_flows.keras import NonFiniteLossError, train
 
     flows = registry.available_flows()
     if args.flow not in flows:
@@ -128,13 +128,17 @@ def cmd_fit(args):
     objective_name, objective = _objective(args.objective, args.iwae_samples, model, args.flow)
 
     os.makedirs(args.run_dir, exist_ok=True)
-    result = train.fit(
-        model, split.train, split.validation, objective=objective, seed=args.seed,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        jit_compile=args.jit, patience=args.patience, terminate_on_nan=True,
-        checkpoint=os.path.join(args.run_dir, "best.weights.h5"),
-        init_rows=train.DEFAULT_INIT_ROWS if args.init_rows is None else args.init_rows,
-        verbose=args.verbose)
+    try:  # guarded (train.fit's default): a NaN / Inf loss stops with the step and the part
+        result = train.fit(
+            model, split.train, split.validation, objective=objective, seed=args.seed,
+            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+            jit_compile=args.jit, patience=args.patience,
+            checkpoint=os.path.join(args.run_dir, "best.weights.h5"),
+            init_rows=train.DEFAULT_INIT_ROWS if args.init_rows is None else args.init_rows,
+            verbose=args.verbose)
+    except NonFiniteLossError as err:
+        raise CLIError(f"training stopped: {err} The best finite weights of the finished "
+                       f"epochs (if any) are in {args.run_dir}/best.weights.h5.") from err
 
     test_nll, kind = train.evaluate(model, split.test, num_samples=eval_samples, seed=args.seed)
     val_nll, _ = train.evaluate(model, split.validation, num_samples=eval_samples,

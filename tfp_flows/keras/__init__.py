@@ -21,6 +21,10 @@ from tfp_flows.keras.distributed import fit_distributed, needs_own_loop  # noqa:
 
 __all__ += ["fit_distributed", "needs_own_loop"]
 
+from tfp_flows.keras.guard import GuardNonFinite, NonFiniteLossError  # noqa: E402
+
+__all__ += ["GuardNonFinite", "NonFiniteLossError"]
+
 from tfp_flows.keras import train  # noqa: E402  (the pipeline: train.fit / evaluate / ...)
 
 __all__ += ["train"]

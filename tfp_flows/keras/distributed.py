@@ -40,7 +40,8 @@ optimizer.iterations)`, which folds in the global replica id
 
 #### Callbacks on several workers
 
-Every worker runs the callbacks with identical logs, so `EarlyStopping` stops all
+Every worker runs the callbacks with identical logs, so `EarlyStopping` (and
+`tfp_flows.keras.GuardNonFinite`, put first and given `x` for its diagnosis) stops all
 of them together (`model.stop_training` set on any worker is also shared at each
 step). Progress is printed by the chief only. On the other workers
 `ModelCheckpoint` writes to a temporary copy of its path and `BackupAndRestore`
@@ -60,6 +61,7 @@ import tensorflow as tf
 
 from tfp_flows.internal import tfp_compat, validation
 from tfp_flows.keras import distributed_data as data_lib
+from tfp_flows.keras import guard
 
 __all__ = ["fit_distributed", "needs_own_loop"]
 
@@ -257,6 +259,7 @@ def fit_distributed(model, x=None, y=None, *, batch_size=None, epochs=1, steps_p
     """
     verbose, callbacks = _check_args(model, epochs, steps_per_epoch, verbose, initial_epoch,
                                      callbacks)
+    callbacks = guard.attach(callbacks, x)  # a GuardNonFinite first, scoring this data
     strategy = model.distribute_strategy
     replicas = strategy.num_replicas_in_sync
     objective = getattr(model, "objective", None)

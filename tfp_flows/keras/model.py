@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfp_flows.flows import build_flow  # the package: importing it registers every flow
 from tfp_flows.flows.ffjord import with_trace as _with_trace
 from tfp_flows.internal import contract, keras_owned, serialization, tfp_compat, validation
-from tfp_flows.keras import distributed, objectives
+from tfp_flows.keras import distributed, guard, objectives
 
 _OWNER = "FlowModel"
 _FORMS = ("`fit(x)` with `x` of shape [batch, *event_shape] for an unconditional flow; "
@@ -252,6 +252,8 @@ class FlowModel(keras.Model):
             raise ValueError(f"`x` is required: {type(self.objective).__name__} trains from data.")
         else:
             self._check_arrays(x, y)
+        if kwargs.get("callbacks"):  # a GuardNonFinite goes first and scores this data
+            kwargs["callbacks"] = guard.attach(kwargs["callbacks"], self._dict_form(x, y)[0])
         if distributed.needs_own_loop(self.distribute_strategy):
             # Keras 3's fit does not run under MultiWorkerMirroredStrategy
             # (https://github.com/keras-team/keras/issues/20585).

@@ -12,8 +12,11 @@ for initialisation, early stopping and what a "parameter" is:
    statistics, inducing points, length scales) on the first `init_rows`
    training rows (default `DEFAULT_INIT_ROWS` = 1024), once, before compile;
 3. `model.compile(optimizer, jit_compile, steps_per_execution)`;
-4. `model.fit`, with early stopping on `val_loss` (`patience`, best weights
-   restored) and an optional best-weights checkpoint file.
+4. `model.fit`, guarded (`guard=True`: the first NaN / Inf training loss stops
+   it with `tfp_flows.keras.NonFiniteLossError` naming the step and the part that
+   produced it, and the weights from before that step are restored), with early
+   stopping on `val_loss` (`patience`, best weights restored) and an optional
+   best-weights checkpoint file.
 
 #### Examples
 
@@ -40,6 +43,7 @@ import tensorflow as tf
 
 from tfp_flows import evaluation
 from tfp_flows.internal import keras_owned, validation
+from tfp_flows.keras import guard as guard_lib
 from tfp_flows.keras import objectives
 from tfp_flows.keras.model import FlowModel
 
@@ -188,7 +192,7 @@ def fit(model, x=None, validation_data=None, *, conditional_input=None,
         batch_size=256, steps_per_epoch=None, learning_rate=1e-3, optimizer=None, clipnorm=None,
         jit_compile=False, steps_per_execution=1, init_rows=DEFAULT_INIT_ROWS, patience=None,
         restore_best_weights=True, checkpoint=None, callbacks=(), shuffle=True,
-        validation_batch_size=None, terminate_on_nan=False, verbose=0):
+        validation_batch_size=None, terminate_on_nan=False, guard=True, verbose=0):
     """Builds, initialises from data, compiles and fits a flow; returns a `TrainResult`.
 
     Args:
@@ -225,16 +229,26 @@ def fit(model, x=None, validation_data=None, *, conditional_input=None,
       checkpoint: optional path `*.weights.h5`: the best weights (by
         `val_loss`, else `loss`) are saved there during training.
       callbacks: further Keras callbacks.
-      terminate_on_nan: add `keras.callbacks.TerminateOnNaN` (off by default: it
-        reads the loss back after every step, which timing benchmarks must not pay).
+      terminate_on_nan: add `keras.callbacks.TerminateOnNaN` (stops without an
+        error or a restore; the guard supersedes it).
+      guard: True (default) puts a `tfp_flows.keras.GuardNonFinite` first in the
+        callbacks (it scores the training data `x` in its diagnosis); a
+        `GuardNonFinite` instance is used as given (e.g. `every=10`); False adds
+        none. Its cost is one on-device copy of the weights and optimiser state
+        and one loss read-back per step (docs/numerics.md, "Guarded training").
 
     Returns:
       A `TrainResult`.
 
     Raises:
       ValueError, TypeError: on invalid arguments (naming the argument).
+      tfp_flows.keras.NonFiniteLossError: (with `guard`) the training loss
+        became NaN or Inf; the model holds the weights from before that step.
     """
     epochs = validation.positive_int(epochs, "epochs")
+    if not isinstance(guard, bool | guard_lib.GuardNonFinite):
+        raise TypeError("`guard` must be True, False or a GuardNonFinite; got "
+                        f"{type(guard).__name__}.")
     batch_size = validation.positive_int(batch_size, "batch_size")
     if steps_per_epoch is not None:
         steps_per_epoch = validation.positive_int(steps_per_epoch, "steps_per_epoch")
@@ -275,6 +289,9 @@ def fit(model, x=None, validation_data=None, *, conditional_input=None,
 
     timer = _EpochTimer()
     all_callbacks = [timer]
+    has_guard = any(isinstance(cb, guard_lib.GuardNonFinite) for cb in callbacks)
+    if guard is not False and not has_guard:  # first: it must stop before a checkpoint saves
+        all_callbacks.insert(0, guard_lib.GuardNonFinite() if guard is True else guard)
     if patience is not None:
         all_callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=patience, restore_best_weights=restore_best_weights))
