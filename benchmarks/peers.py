@@ -553,7 +553,18 @@ def main():
     p.add_argument("--workers", nargs="+", default=list(WORKERS), choices=WORKERS)
     p.add_argument("--cases", nargs="+", default=None,
                    help="flow/data pairs, e.g. maf/moons nsf/digits (default: all)")
+    p.add_argument("--report", default=None,
+                   help="only write the table and plot from a saved rows JSON (e.g. the "
+                        "peers_partial.json of an interrupted run)")
+    p.add_argument("--command", default=None,
+                   help="with --report: the command that produced the rows")
     args = p.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            rows = json.load(f)
+        report(rows, args, args.command or "python benchmarks/peers.py " + " ".join(sys.argv[1:]),
+               common)
+        return
     os.environ["PEERS_HAND_STEP"] = "1" if args.hand_step else "0"
     cases = CASES if args.cases is None else [tuple(c.split("/")) for c in args.cases]
     command = "python benchmarks/peers.py " + " ".join(sys.argv[1:])
@@ -581,11 +592,16 @@ def main():
         for client in clients:
             client.close()
         os.remove(data_file)
+    report(rows, args, command, common)
+    os.remove(partial)
+
+
+def report(rows, args, command, common):
     os.makedirs(os.path.join(args.out, "img"), exist_ok=True)
     plot(rows, os.path.join(args.out, "img", "peers.png"))
     columns = ["flow", "data", "framework", "params", "first call (s)", "s / step", "q1", "q3",
                "vs fastest peer", "load (1 min)"]
-    if args.budget:
+    if any("test NLL" in r for r in rows):
         columns += ["steps done", "test NLL"]
     common.write_results(
         os.path.join(args.out, "results", "peers.md"), "tfp_flows vs flowjax and zuko",
@@ -598,7 +614,6 @@ def main():
               "running one step. 'tfp_flows fit': FlowModel.fit with jit_compile=True; "
               "'tfp_flows step': a hand-written tf.function(jit_compile=True) step. "
               "load: the 1-minute load average over the rounds (2 cores, shared machine).")
-    os.remove(partial)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import tensorflow_probability as tfp  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks.peers import _fit_stepper  # noqa: E402
 from tfp_flows import flows  # noqa: E402
-from tfp_flows.bijectors import coupling, one_pass  # noqa: E402
+from tfp_flows.bijectors import coupling  # noqa: E402
 from tfp_flows.flows import baselines  # noqa: E402
 from tfp_flows.keras import FlowModel  # noqa: E402
 
