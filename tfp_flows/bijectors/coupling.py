@@ -1,16 +1,14 @@
-"""The one coupling-layer builder: a `tfb.RealNVP` around a Keras 3 conditioner.
+"""The one coupling-layer builder: a `tfb.RealNVP` around a Keras 3 conditioner
+(`one_pass.OnePassRealNVP`: the network runs once per call).
 
 Baselines (RealNVP, Glow, NSF), the augmentation family's RealNVP, LGF-RealNVP
 and the funnels' decoder flows all build their coupling layers here.
 """
 
-import tensorflow_probability as tfp
-
 from tfp_flows.bijectors.conditioners import AffineCouplingConditioner, SplineCouplingConditioner
+from tfp_flows.bijectors.one_pass import OnePassRealNVP
 from tfp_flows.internal import validation
 from tfp_flows.internal.contract import mark_conditional
-
-tfb = tfp.bijectors
 
 KINDS = ("affine", "spline")
 
@@ -55,10 +53,10 @@ def coupling_layer(event_size, kind="affine", conditional_size=0, name="coupling
         cond = SplineCouplingConditioner(num_masked, event_size - num_masked,
                                          conditional_size=conditional_size,
                                          name=f"{name}_conditioner", **conditioner_kwargs)
-        bij = tfb.RealNVP(num_masked=num_masked, bijector_fn=cond, name=name)
+        bij = OnePassRealNVP(num_masked=num_masked, bijector_fn=cond, name=name)
     else:
         cond = AffineCouplingConditioner(num_masked, event_size - num_masked,
                                          conditional_size=conditional_size,
                                          name=f"{name}_conditioner", **conditioner_kwargs)
-        bij = tfb.RealNVP(num_masked=num_masked, shift_and_log_scale_fn=cond, name=name)
+        bij = OnePassRealNVP(num_masked=num_masked, shift_and_log_scale_fn=cond, name=name)
     return mark_conditional(bij, conditional_size) if conditional_size else bij

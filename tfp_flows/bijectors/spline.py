@@ -173,6 +173,10 @@ class StableRationalQuadraticSpline(tfb.RationalQuadraticSpline):
 
     def _forward(self, x):
         b, xi, xi1, out = self._forward_parts(x)
+        return self._place_y(b, xi, xi1, x, out)
+
+    @staticmethod
+    def _place_y(b, xi, xi1, x, out):
         s, d0, d1 = b["s"], b["d0"], b["d1"]
         den = s * (xi**2 + xi1**2) + (d0 + d1) * xi * xi1
         lower = b["h"] * (s * xi**2 + d0 * xi * xi1) / den   # rise from y0
@@ -181,11 +185,33 @@ class StableRationalQuadraticSpline(tfb.RationalQuadraticSpline):
         y = tf.clip_by_value(y, b["y0"], b["y1"])
         return tf.where(out, x, y)
 
-    def _inverse(self, y):
-        b, xi, xi1, out = self._inverse_parts(y)
+    @staticmethod
+    def _place_x(b, xi, xi1, y, out):
         x = tf.where(xi <= xi1, b["x0"] + xi * b["w"], b["x1"] - xi1 * b["w"])
         x = tf.clip_by_value(x, b["x0"], b["x1"])
         return tf.where(out, y, x)
+
+    def _inverse(self, y):
+        b, xi, xi1, out = self._inverse_parts(y)
+        return self._place_x(b, xi, xi1, y, out)
+
+    def inverse_and_log_det(self, y):
+        """`(inverse(y), elementwise inverse log-det)` from one bin search (no reduction).
+
+        Used by `bijectors.one_pass.OnePassRealNVP`: the same values as `inverse`
+        and `inverse_log_det_jacobian(y, event_ndims=0)`, computed once.
+        """
+        y = tf.convert_to_tensor(y, self.dtype)
+        b, xi, xi1, out = self._inverse_parts(y)
+        ildj = tf.where(out, tf.zeros([], y.dtype), -self._log_slope(b, xi, xi1))
+        return self._place_x(b, xi, xi1, y, out), ildj
+
+    def forward_and_log_det(self, x):
+        """`(forward(x), elementwise forward log-det)` from one bin search (no reduction)."""
+        x = tf.convert_to_tensor(x, self.dtype)
+        b, xi, xi1, out = self._forward_parts(x)
+        fldj = tf.where(out, tf.zeros([], x.dtype), self._log_slope(b, xi, xi1))
+        return self._place_y(b, xi, xi1, x, out), fldj
 
     def _forward_log_det_jacobian(self, x):
         b, xi, xi1, out = self._forward_parts(x)

@@ -19,6 +19,7 @@ from tfp_flows.bijectors.conditioners import (
 )
 from tfp_flows.bijectors.coupling import check_coupling_event_size, coupling_layer
 from tfp_flows.bijectors.lu_linear import LULinear
+from tfp_flows.bijectors.one_pass import OnePassMaskedAutoregressiveFlow
 from tfp_flows.bijectors.permute import block_permutations, reverse_permutation
 from tfp_flows.flows.registry import register_flow
 from tfp_flows.internal import validation
@@ -104,7 +105,7 @@ def maf(event_size, num_layers=5, hidden_units=(64, 64), activation="relu", cond
             bijectors.append(reverse_permutation(event_size))
         cond = MADEConditioner(event_size, hidden_units, activation, conditional_size,
                                log_scale_bound, dtype=dtype.name)
-        bij = tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=cond, name=f"maf_{i}")
+        bij = OnePassMaskedAutoregressiveFlow(shift_and_log_scale_fn=cond, name=f"maf_{i}")
         bijectors.append(mark_conditional(bij, conditional_size) if conditional_size else bij)
     return transformed(bijectors, event_size, dtype, base)
 

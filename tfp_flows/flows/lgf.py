@@ -28,6 +28,7 @@ import tensorflow_probability as tfp
 from tfp_flows.bijectors.conditioners import MADEConditioner
 from tfp_flows.bijectors.continuously_indexed import ContinuouslyIndexed
 from tfp_flows.bijectors.coupling import check_coupling_event_size, coupling_layer
+from tfp_flows.bijectors.one_pass import OnePassMaskedAutoregressiveFlow
 from tfp_flows.bijectors.permute import block_permutations, reverse_permutation
 from tfp_flows.distributions.lgf import LGF
 from tfp_flows.flows.baselines import standard_normal
@@ -101,7 +102,7 @@ def lgf_maf(event_size, num_layers=5, index_size=None, hidden_units=(50, 50),
     for i in range(num_layers):
         cond = MADEConditioner(event_size, hidden_units, activation, conditional_size,
                                log_scale_bound=log_scale_bound, dtype=dtype.name)
-        made = tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=cond, name=f"maf_{i}")
+        made = OnePassMaskedAutoregressiveFlow(shift_and_log_scale_fn=cond, name=f"maf_{i}")
         if conditional_size:
             made = mark_conditional(made, conditional_size)
         g = tfb.Chain([reverse_permutation(event_size), made]) if i > 0 else made

@@ -1,0 +1,182 @@
+"""Where a tfp_flows training step goes: XLA vs graph mode, forward vs backward, op counts.
+
+For each flow (MAF, RealNVP, NSF coupling; 5 layers, hidden (64, 64) ReLU, batch
+512) on 2-D and 64-D data, and for two builds of it (`tfp`: the coupling and MAF
+layers as TFP's `tfb.RealNVP` / `tfb.MaskedAutoregressiveFlow`, which evaluate the
+conditioner in `inverse` and again in the log-det; `one_pass`: the library's
+`bijectors.one_pass` classes, one evaluation per layer), this times in interleaved
+rounds, all in one process:
+
+* `loss jit`: the forward pass only (`-mean log_prob`), `tf.function(jit_compile=True)`;
+* `grad jit`: loss and gradients (forward + backward), no optimiser;
+* `step jit`: a full Adam step (`jit_compile=True`), and `step graph`: the same
+  step as a plain `tf.function` (graph mode, no XLA);
+* `FlowModel.fit`: the library's Keras path (`jit_compile=True`), per step between
+  Keras' batch ends.
+
+It also counts ops: TF graph ops of the traced step (total, `Cast`, `MatMul` /
+`BatchMatMulV2` / `Einsum`) and HLO instructions after XLA's optimisation passes,
+and times the first call (trace + compile + one step).
+
+    python benchmarks/step_profile.py --out docs --rounds 10
+"""
+
+import contextlib
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_probability as tfp  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from benchmarks.peers import _fit_stepper  # noqa: E402
+from tfp_flows import flows  # noqa: E402
+from tfp_flows.bijectors import coupling  # noqa: E402
+from tfp_flows.flows import baselines  # noqa: E402
+from tfp_flows.keras import FlowModel  # noqa: E402
+
+tfb = tfp.bijectors
+FLOWS = {"maf": ("maf", {}), "real_nvp": ("real_nvp", {}),
+         "nsf": ("neural_spline", {"num_bins": 8, "bound": 4.0})}
+
+
+@contextlib.contextmanager
+def tfp_layers(enabled):
+    """Builds with TFP's RealNVP / MAF classes (the library before `one_pass`)."""
+    saved = coupling.OnePassRealNVP, baselines.OnePassMaskedAutoregressiveFlow
+    if enabled:
+        coupling.OnePassRealNVP = tfb.RealNVP
+        baselines.OnePassMaskedAutoregressiveFlow = tfb.MaskedAutoregressiveFlow
+    try:
+        yield
+    finally:
+        coupling.OnePassRealNVP, baselines.OnePassMaskedAutoregressiveFlow = saved
+
+
+def build(flow, dim, tfp_classes):
+    name, extra = FLOWS[flow]
+    keras.utils.set_random_seed(0)
+    with tfp_layers(tfp_classes):
+        dist = flows.build_flow(name, event_size=dim, num_layers=5, hidden_units=(64, 64),
+                                **extra)
+    rng = np.random.default_rng(1)  # non-zero output layers: a generic point, not the identity
+    for v in dist.trainable_variables:
+        v.assign(v + 0.05 * rng.standard_normal(v.shape).astype(v.dtype.as_numpy_dtype))
+    return dist
+
+
+def functions(dist):
+    variables = list(dist.trainable_variables)
+    optimizer = keras.optimizers.Adam(0.0)
+
+    def loss(x):
+        return -tf.reduce_mean(dist.log_prob(x))
+
+    def grad(x):
+        with tf.GradientTape() as tape:
+            value = loss(x)
+        return value, tape.gradient(value, variables)
+
+    def step(x):
+        value, grads = grad(x)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return value
+
+    return {"loss jit": tf.function(loss, jit_compile=True),
+            "grad jit": tf.function(grad, jit_compile=True),
+            "step jit": tf.function(step, jit_compile=True),
+            "step graph": tf.function(step)}
+
+
+def op_counts(fn, x):
+    graph = fn.get_concrete_function(x).graph
+    ops = [op.type for op in graph.get_operations()]
+    hlo = fn.experimental_get_compiler_ir(x)(stage="optimized_hlo")
+    instructions = [line for line in hlo.splitlines() if re.match(r"\s+(ROOT )?%?\S+ = ", line)]
+    return {"graph ops": len(ops), "Cast ops": ops.count("Cast"),
+            "matmul ops": sum(ops.count(t) for t in ("MatMul", "BatchMatMulV2", "Einsum")),
+            "HLO instructions": len(instructions),
+            "HLO dots": sum(" dot(" in line for line in instructions),
+            "HLO fusions": sum(" fusion(" in line for line in instructions)}
+
+
+def profile(flow, dim, x, rounds):
+    timers, rows = {}, []
+    for variant in ("tfp", "one_pass"):
+        dist = build(flow, dim, variant == "tfp")
+        fns = functions(dist)
+        row = {"flow": flow, "D": dim, "layers": variant}
+        for label, fn in fns.items():
+            start = time.perf_counter()
+            common._block(fn(x))
+            if label == "step jit":
+                row["first call (s)"] = time.perf_counter() - start
+            timers[(variant, label)] = fn
+        row.update(op_counts(fns["step jit"], x))
+        model = FlowModel(build(flow, dim, variant == "tfp"))
+        model.compile(keras.optimizers.Adam(0.0), jit_compile=True)
+        fit = _fit_stepper(model, x)
+        start = time.perf_counter()
+        fit(1)
+        row["fit first call (s)"] = time.perf_counter() - start
+        timers[(variant, "FlowModel.fit")] = fit
+        rows.append(row)
+    times = {key: [] for key in timers}
+    for _ in range(rounds):
+        for key, fn in timers.items():
+            if key[1] == "FlowModel.fit":
+                times[key] += fn(3)
+                continue
+            for _ in range(3):
+                start = time.perf_counter()
+                common._block(fn(x))
+                times[key].append(time.perf_counter() - start)
+    for row in rows:
+        for (variant, label), record in times.items():
+            if variant == row["layers"]:
+                row[f"{label} (ms)"] = 1e3 * float(np.median(record))
+        row["backward share"] = 1 - row["loss jit (ms)"] / row["grad jit (ms)"]
+        row["load"] = os.getloadavg()[0]
+        print(row, flush=True)
+    base, new = rows
+    new["step jit speed-up"] = base["step jit (ms)"] / new["step jit (ms)"]
+    new["fit speed-up"] = base["FlowModel.fit (ms)"] / new["FlowModel.fit (ms)"]
+    return rows
+
+
+def main():
+    p = common.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--flows", nargs="+", default=list(FLOWS), choices=list(FLOWS))
+    p.add_argument("--dims", nargs="+", type=int, default=[2, 64])
+    args = p.parse_args()
+    command = "python benchmarks/step_profile.py " + " ".join(sys.argv[1:])
+    rows = []
+    for dim in args.dims:
+        x = tf.constant(np.random.default_rng(args.seed).standard_normal((512, dim)), tf.float32)
+        for flow in args.flows:
+            rows += profile(flow, dim, x, args.rounds)
+    columns = ["flow", "D", "layers", "loss jit (ms)", "grad jit (ms)", "step jit (ms)",
+               "step graph (ms)", "FlowModel.fit (ms)", "backward share", "step jit speed-up",
+               "fit speed-up", "first call (s)", "fit first call (s)", "graph ops", "Cast ops",
+               "matmul ops", "HLO instructions", "HLO dots", "HLO fusions", "load"]
+    common.write_results(
+        os.path.join(args.out, "results", "step_profile.md"),
+        "Where a training step goes (tfp_flows, batch 512, 5 layers, hidden (64, 64))",
+        command, rows, columns,
+        notes=f"Medians of {args.rounds} interleaved rounds of 3 calls each, one process. "
+              "'layers = tfp': TFP's tfb.RealNVP / tfb.MaskedAutoregressiveFlow (conditioner "
+              "evaluated for the map and again for the log-det); 'one_pass': "
+              "tfp_flows.bijectors.one_pass. backward share = 1 - loss / (loss + grad) time. "
+              "Op counts are of the full Adam step: TF graph ops before XLA, HLO instructions "
+              "after XLA's optimisation (dots = matrix products that survive XLA's CSE).")
+
+
+if __name__ == "__main__":
+    main()
