@@ -94,7 +94,12 @@ _OWN_LOOPS = {"augmentation.py": ("initialize_from_data(", ".compile("),
               "ferumal_cost.py": ("initialize_from_data(", ".compile("),
               "accelerator_check.py": (".compile(",),
               # Initialises bare bijectors (no model, no training) before probing them.
-              "robustness.py": ("initialize_from_data(",)}
+              "robustness.py": ("initialize_from_data(",),
+              # Per-step cost of a callback / of each framework's own step, timed against
+              # each other: the compiled model is the thing measured.
+              "guard_overhead.py": ("initialize_from_data(", ".compile("),
+              "peers.py": ("initialize_from_data(", ".compile("),
+              "step_profile.py": (".compile(",)}
 
 
 @pytest.mark.parametrize("path", sorted([*EXAMPLES.glob("*.py"),

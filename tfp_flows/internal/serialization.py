@@ -274,13 +274,13 @@ class _Encoder:
             arguments = obj.init_arguments
         else:
             arguments = dict(obj.parameters)
-        library = cls.__module__.startswith("tfp_flows.")
         arguments = _constructor_arguments(cls, arguments, path)
         spec = {_KIND: "object", "class": name,
                 "arguments": {k: self.encode(v, f"{path}.{k}") for k, v in arguments.items()}}
-        # A `mark_conditional` declaration on a TFP object (library objects declare their own).
+        # A `mark_conditional` declaration: on TFP objects and on library subclasses of TFP
+        # classes (e.g. the one-pass couplings); `contract.Declared` objects declare their own.
         size = getattr(obj, _SIZE_ATTR, None)
-        if size and not library:
+        if size and not isinstance(obj, contract.Declared):
             spec["conditional_size"] = int(size)
         return spec
 
