@@ -153,6 +153,20 @@ class TFPWorker(Worker):
         return {"steps done": steps, "test NLL": train.evaluate(model, test_x).nll}
 
 
+def timed_steps(step, batch):
+    """`run(n)`: calls `step(batch)` n times (each call blocks until done); the seconds of each."""
+
+    def run(n):
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            step(batch)
+            times.append(time.perf_counter() - start)
+        return times
+
+    return run
+
+
 def _fit_stepper(model, batch):
     """Runs `model.fit` for n steps on the fixed batch; returns per-step seconds measured
     between Keras' batch ends (the first step of each call, which builds the iterator, is
@@ -197,15 +211,7 @@ def _hand_stepper(distribution, optimizer, batch, fixed=True):
     if not fixed:
         return lambda x: step(x).numpy()
 
-    def run(n):
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            step(batch).numpy()
-            times.append(time.perf_counter() - start)
-        return times
-
-    return run
+    return timed_steps(lambda x: step(x).numpy(), batch)
 
 
 class FlowjaxWorker(Worker):
@@ -266,15 +272,7 @@ class FlowjaxWorker(Worker):
         one(batch)
         first = time.perf_counter() - start
 
-        def run(n):
-            times = []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                one(batch)
-                times.append(time.perf_counter() - t0)
-            return times
-
-        self.contenders["flowjax jit"] = {"step": run}
+        self.contenders["flowjax jit"] = {"step": timed_steps(one, batch)}
         return {"flowjax jit": {"first call (s)": first, "params": int(count)}}
 
     def train(self, label, flow, dataset, budget):
@@ -354,15 +352,7 @@ class ZukoWorker(Worker):
                 continue
             first = time.perf_counter() - start
 
-            def run(n, one=one):
-                times = []
-                for _ in range(n):
-                    t0 = time.perf_counter()
-                    one(batch)
-                    times.append(time.perf_counter() - t0)
-                return times
-
-            self.contenders[label] = {"step": run}
+            self.contenders[label] = {"step": timed_steps(one, batch)}
             out[label] = {"first call (s)": first, "params": int(count)}
         return out
 
