@@ -57,7 +57,7 @@ class Model(NamedTuple):
 
 MODELS = [
     Model("RealNVP", "baseline", "real_nvp", dict(num_layers=6), 40),
-    Model("Glow", "baseline", "glow", dict(num_layers=6), 40),
+    Model("Glow", "baseline", "glow", dict(num_layers=6), 60, 2e-3),
     Model("MAF", "baseline", "maf", dict(num_layers=5), 40),
     Model("NSF (spline coupling)", "baseline", "neural_spline", dict(num_layers=4), 25),
     Model("Ferumal (kernel coupling)", "kernelised coupling", "ferumal",
@@ -66,8 +66,8 @@ MODELS = [
           dict(hidden_units=(32, 32), solver="rk4", num_steps=8), 30, 1e-2),
     Model("Funnel NSF 2->1", "funnel", "funnel_nsf", dict(latent_size=1, num_layers=4), 20),
     Model("Augmented RealNVP (B=2)", "augmentation", "augmented_real_nvp",
-          dict(num_augment=2, num_layers=6), 40, objective="elbo"),
-    Model("LGF-RealNVP", "LGF / CIF", "lgf_real_nvp", dict(num_layers=4), 30,
+          dict(num_augment=2, num_layers=6), 80, objective="elbo"),
+    Model("LGF-RealNVP", "LGF / CIF", "lgf_real_nvp", dict(num_layers=4), 80,
           objective="elbo"),
 ]
 
@@ -166,7 +166,7 @@ def main(argv=None):
                                              seed=args.seed)
         plotting.plot_density(axes[i][0], _log_prob_fn(model, GRID_SAMPLES, args.seed), bounds,
                               num_points=40 if args.quick else 80,
-                              title=f"{spec.label}: {nll:.3f} nats")
+                              title=f"{spec.label}\n{nll:.3f} nats")
         samples = model.sample(2000, seed=(args.seed, i)).numpy()
         plotting.plot_samples(axes[i][1], samples, bounds, title="samples")
         row = {"family": spec.family, "model": spec.label, "flow": spec.flow,
