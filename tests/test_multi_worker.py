@@ -368,6 +368,7 @@ def test_model_fit_under_multi_worker(tmp_path):
 # -- benchmarks/accelerator_check.py ------------------------------------------------
 
 
+@pytest.mark.slow  # ~16 s: the whole benchmark script on CPU; its pieces are tested above
 def test_accelerator_check_on_cpu(tmp_path):
     # This process has two logical CPU devices (conftest): both get a row.
     script = runpy.run_path(os.path.join(ROOT, "benchmarks", "accelerator_check.py"))
