@@ -14,7 +14,13 @@ def test_there_are_guides():
     assert GUIDES
 
 
-@pytest.mark.parametrize("page", GUIDES, ids=[p.stem for p in GUIDES])
+# Pages whose small-budget run still takes about a minute (HMC and VI on a 64-D funnel): slow.
+SLOW_PAGES = {"joint_imputation"}
+
+
+@pytest.mark.parametrize("page", [
+    pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_PAGES else p for p in GUIDES],
+    ids=[p.stem for p in GUIDES])
 def test_guide_runs(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # guides may write files
     monkeypatch.setenv("TFP_FLOWS_GUIDE_BUDGET", "small")  # pages with a budget knob run small
