@@ -19,7 +19,11 @@ the exact trace on `--num-test-ffjord` rows (both subsets are stated in the
 table). FFJORD trains for at most `--ffjord-seconds` of wall time (it does
 not fit the step budget of the others on a CPU; its steps are in the table).
 After every finished model the table (Markdown + JSON) and the plot are
-rewritten, so a killed run keeps what it finished.
+rewritten, so a killed run keeps what it finished. With `--append` the rows
+already in `<out>/<name>_equal_budget.json` are kept (a model run again
+replaces its earlier row) and every row records the command that produced
+it, so a sweep can be split into several invocations; the budget in the
+notes is this invocation's, the per-row `steps` and `epochs` are each row's.
 
     python benchmarks/uci_equal_budget.py --data-dir DATA --dataset power --steps 1000
 """
@@ -118,6 +122,9 @@ def main(argv=None):
     p.add_argument("--num-test-ffjord", type=int, default=5000)
     p.add_argument("--test-samples", type=int, default=1000)
     p.add_argument("--ffjord-seconds", type=float, default=600.0)
+    p.add_argument("--append", action="store_true",
+                   help="keep the rows already in <out>/<dataset>_equal_budget.json (a model "
+                        "run again replaces its earlier row)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     if args.data_dir is None:
@@ -128,7 +135,10 @@ def main(argv=None):
     split = datasets.load(args.dataset, data_dir=args.data_dir)
     x_val = _subset(split.validation, args.num_val, 1)
     table = specs(split.dim)
-    rows, curves = [], {}
+    command = "python benchmarks/uci_equal_budget.py " + " ".join(argv)
+    rows = _previous_rows(args) if args.append else []
+    rows = [r for r in rows if r.get("key") not in args.models]
+    curves = {r["model"]: [tuple(point) for point in r["val curve"]] for r in rows}
     for key in args.models:
         label, flow, kwargs_for, lr, objective = table[key]
         widths = range(4, 1001) if key == "ferumal" else range(2, 513)
@@ -156,20 +166,34 @@ def main(argv=None):
         curves[label] = [(args.eval_every * (i + 1), v)
                          for i, v in enumerate(result.history.get("val_loss", []))]
         paper, source, paper_params = PAPER_LL[key]
-        rows.append({"model": label, "width": width, "params": count_parameters(model),
+        rows.append({"key": key, "model": label, "width": width, "params": count_parameters(model),
                      "paper params": paper_params or "n/a",
                      "test LL": -nll.nll, "kind": nll.kind, "test rows": len(test),
                      "paper LL": paper, "paper": source, "steps": result.steps,
                      "epochs": result.steps * args.batch_size / len(split.train),
                      "best at step": (result.best_epoch or 0) * args.eval_every,
                      "train s": result.seconds, "first chunk s": result.compile_seconds,
-                     "chunk s": result.median_epoch_seconds, "val curve": curves[label]})
+                     "chunk s": result.median_epoch_seconds, "command": command,
+                     "val curve": curves[label]})
         print({k: v for k, v in rows[-1].items() if k != "val curve"}, flush=True)
-        _write(args, argv, split, rows, curves)
+        _write(args, split, rows, curves)
     return rows
 
 
-def _write(args, argv, split, rows, curves):
+def _previous_rows(args):
+    path = os.path.join(args.out, f"{args.dataset}_equal_budget.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        saved = json.load(f)
+    for row in saved["rows"]:
+        row.setdefault("command", saved.get("command", ""))
+        row.setdefault("key", next((k for k, v in specs(0).items() if v[0] == row["model"]),
+                                   None))
+    return saved["rows"]
+
+
+def _write(args, split, rows, curves):
     name = args.dataset
     os.makedirs(args.out, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -190,9 +214,11 @@ def _write(args, argv, split, rows, curves):
     fig.savefig(img, dpi=100)
     plt.close(fig)
     epochs = args.steps * args.batch_size / len(split.train)
+    commands = list(dict.fromkeys(r["command"] for r in rows))
     notes = (f"{name.upper()} (reconstructed split): train {len(split.train):,} / validation "
-             f"{len(split.validation):,} / test {len(split.test):,} rows. Every model: "
-             f"{args.steps} steps of batch {args.batch_size} ({epochs:.3f} epochs), widths "
+             f"{len(split.validation):,} / test {len(split.test):,} rows. This invocation: "
+             f"{args.steps} steps of batch {args.batch_size} ({epochs:.3f} epochs; each row's "
+             "own `steps` and `epochs` are in the table), widths "
              f"matched to about {args.match_params} parameters, Adam with cosine decay, "
              "XLA, seed "
              f"{args.seed}; validation every {args.eval_every} steps on {args.num_val} rows, "
@@ -204,12 +230,12 @@ def _write(args, argv, split, rows, curves):
              f"equal-budget numbers. Curves: `{os.path.basename(img)}`.")
     common.write_results(os.path.join(args.out, f"{name}_equal_budget.md"),
                          f"{name.upper()} (reconstructed split): every family at an equal "
-                         "step budget", "python benchmarks/uci_equal_budget.py " + " ".join(argv),
+                         "step budget", "\n".join(commands),
                          rows, ["model", "width", "params", "test LL", "kind", "test rows",
                                 "paper LL", "paper", "steps", "epochs", "best at step",
                                 "train s"], notes)
     with open(os.path.join(args.out, f"{name}_equal_budget.json"), "w") as f:
-        json.dump({"command": "python benchmarks/uci_equal_budget.py " + " ".join(argv),
+        json.dump({"command": commands[-1] if commands else "", "commands": commands,
                    "rows": rows}, f, indent=1, default=float)
 
 

@@ -68,3 +68,23 @@ def test_uci_equal_budget_on_synthetic_stand_in(tmp_path):
     assert (out / "power_curves.png").is_file()
     saved = json.loads((out / "power_equal_budget.json").read_text())["rows"]
     assert [r["model"] for r in saved] == [r["model"] for r in rows]
+
+
+@pytest.mark.slow
+def test_uci_equal_budget_append_keeps_earlier_rows(tmp_path):
+    data_dir = _fake_power(tmp_path)
+    out = tmp_path / "out"
+    common = ["--data-dir", data_dir, "--match-params", "400", "--eval-every", "2",
+              "--num-val", "100", "--out", str(out)]
+    uci_equal_budget.main(common + ["--models", "maf", "--steps", "2"])
+    uci_equal_budget.main(common + ["--models", "f_mlp", "maf", "--steps", "4", "--append"])
+    saved = json.loads((out / "power_equal_budget.json").read_text())
+    assert [r["key"] for r in saved["rows"]] == ["f_mlp", "maf"]
+    assert [r["steps"] for r in saved["rows"]] == [4, 4]
+    uci_equal_budget.main(common + ["--models", "glow", "--steps", "2", "--append"])
+    saved = json.loads((out / "power_equal_budget.json").read_text())
+    assert [r["key"] for r in saved["rows"]] == ["f_mlp", "maf", "glow"]
+    assert [r["steps"] for r in saved["rows"]] == [4, 4, 2]
+    assert len(saved["commands"]) == 2 and "--append" in saved["commands"][-1]
+    assert all(len(r["val curve"]) == r["steps"] // 2 for r in saved["rows"])
+    assert "--models glow" in (out / "power_equal_budget.md").read_text()
