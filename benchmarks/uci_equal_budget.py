@@ -136,7 +136,7 @@ def main(argv=None):
     x_val = _subset(split.validation, args.num_val, 1)
     table = specs(split.dim)
     command = "python benchmarks/uci_equal_budget.py " + " ".join(argv)
-    rows = _previous_rows(args) if args.append else []
+    rows = _previous_rows(args, split) if args.append else []
     rows = [r for r in rows if r.get("key") not in args.models]
     curves = {r["model"]: [tuple(point) for point in r["val curve"]] for r in rows}
     for key in args.models:
@@ -169,7 +169,8 @@ def main(argv=None):
         rows.append({"key": key, "model": label, "width": width, "params": count_parameters(model),
                      "paper params": paper_params or "n/a",
                      "test LL": -nll.nll, "kind": nll.kind, "test rows": len(test),
-                     "paper LL": paper, "paper": source, "steps": result.steps,
+                     "paper LL": paper, "paper": source, "val rows": len(x_val),
+                     "eval every": args.eval_every, "steps": result.steps,
                      "epochs": result.steps * args.batch_size / len(split.train),
                      "best at step": (result.best_epoch or 0) * args.eval_every,
                      "train s": result.seconds, "first chunk s": result.compile_seconds,
@@ -180,7 +181,12 @@ def main(argv=None):
     return rows
 
 
-def _previous_rows(args):
+def _flag_values(command):
+    words = command.split()
+    return {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+
+
+def _previous_rows(args, split):
     path = os.path.join(args.out, f"{args.dataset}_equal_budget.json")
     if not os.path.exists(path):
         return []
@@ -188,6 +194,10 @@ def _previous_rows(args):
         saved = json.load(f)
     for row in saved["rows"]:
         row.setdefault("command", saved.get("command", ""))
+        given = _flag_values(row["command"])
+        row.setdefault("val rows", min(int(given.get("--num-val", 10000)),
+                                       len(split.validation)))
+        row.setdefault("eval every", int(given.get("--eval-every", 100)))
         row.setdefault("key", next((k for k, v in specs(0).items() if v[0] == row["model"]),
                                    None))
     return saved["rows"]
@@ -202,8 +212,7 @@ def _write(args, split, rows, curves):
             steps, values = zip(*curve, strict=True)
             ax.plot(steps, values, marker=".", label=label)
     ax.set_xlabel(f"optimiser step (batch {args.batch_size})")
-    ax.set_ylabel(f"validation NLL (nats, {len(_subset(split.validation, args.num_val, 1))} "
-                  "rows)")
+    ax.set_ylabel("validation NLL (nats; rows: `val rows` in the table)")
     ax.set_title(f"{name.upper()} (reconstructed split): validation curves")
     lows = [v for c in curves.values() for _, v in c if np.isfinite(v)]
     if lows:
@@ -221,8 +230,8 @@ def _write(args, split, rows, curves):
              "own `steps` and `epochs` are in the table), widths "
              f"matched to about {args.match_params} parameters, Adam with cosine decay, "
              "XLA, seed "
-             f"{args.seed}; validation every {args.eval_every} steps on {args.num_val} rows, "
-             "best weights restored. FFJORD: at most "
+             f"{args.seed}; validation every `eval every` steps on `val rows` seeded "
+             "validation rows, best weights restored. FFJORD: at most "
              f"{args.ffjord_seconds:.0f} s of training (steps as given). LGF-MAF: test LL by "
              f"importance sampling, S = {args.test_samples}. `train s` is wall time on a "
              "shared 2-core CPU (nice 15), tracing and XLA compilation included. Paper LLs "
@@ -233,7 +242,7 @@ def _write(args, split, rows, curves):
                          "step budget", "\n".join(commands),
                          rows, ["model", "width", "params", "test LL", "kind", "test rows",
                                 "paper LL", "paper", "steps", "epochs", "best at step",
-                                "train s"], notes)
+                                "val rows", "train s"], notes)
     with open(os.path.join(args.out, f"{name}_equal_budget.json"), "w") as f:
         json.dump({"command": commands[-1] if commands else "", "commands": commands,
                    "rows": rows}, f, indent=1, default=float)

@@ -81,10 +81,15 @@ def test_uci_equal_budget_append_keeps_earlier_rows(tmp_path):
     saved = json.loads((out / "power_equal_budget.json").read_text())
     assert [r["key"] for r in saved["rows"]] == ["f_mlp", "maf"]
     assert [r["steps"] for r in saved["rows"]] == [4, 4]
+    for row in saved["rows"]:  # a file written before rows carried these keys
+        for k in ("key", "command", "val rows", "eval every"):
+            row.pop(k)
+    (out / "power_equal_budget.json").write_text(json.dumps(saved))
     uci_equal_budget.main(common + ["--models", "glow", "--steps", "2", "--append"])
     saved = json.loads((out / "power_equal_budget.json").read_text())
     assert [r["key"] for r in saved["rows"]] == ["f_mlp", "maf", "glow"]
     assert [r["steps"] for r in saved["rows"]] == [4, 4, 2]
     assert len(saved["commands"]) == 2 and "--append" in saved["commands"][-1]
     assert all(len(r["val curve"]) == r["steps"] // 2 for r in saved["rows"])
+    assert [(r["val rows"], r["eval every"]) for r in saved["rows"]] == [(100, 2)] * 3
     assert "--models glow" in (out / "power_equal_budget.md").read_text()
