@@ -49,11 +49,12 @@ from tfp_flows.keras import RNODE  # noqa: E402
 from tfp_flows.keras.train import count_parameters, evaluate  # noqa: E402
 
 # Published test log-likelihoods on POWER (nats, LL = -NLL): (value, source, paper params).
-# The Ferumal paper's Table 2 and the FFJORD paper report NLL; converted here to LL.
+# The Ferumal paper's Table 2 and the FFJORD paper report NLL; converted here to LL. Paper
+# parameter counts: the Ferumal paper's Table 4 (the other papers do not state them for POWER).
 PAPER_LL = {
     "ferumal": (0.23, "Ferumal T2 (NLL -0.23)", "16K"),
-    "real_nvp": (0.17, "Ferumal T2 (NLL -0.17)", None),
-    "glow": (0.17, "Ferumal T2 (NLL -0.17); Funnels T1 0.38", None),
+    "real_nvp": (0.17, "Ferumal T2 (NLL -0.17)", "228K"),
+    "glow": (0.17, "Ferumal T2 (NLL -0.17); Funnels T1 0.38", "228K"),
     "maf": (0.24, "Ferumal T2 (NLL -0.24); LGF T1 0.19", None),
     "nsf": (0.63, "Funnels T1", None),
     "f_nsf": (0.62, "Funnels T1", None),
