@@ -243,7 +243,7 @@ def _write(args, split, rows, curves):
                          "step budget", "\n".join(commands),
                          rows, ["model", "width", "params", "test LL", "kind", "test rows",
                                 "paper LL", "paper", "steps", "epochs", "best at step",
-                                "val rows", "train s"], notes)
+                                "eval every", "val rows", "train s"], notes)
     with open(os.path.join(args.out, f"{name}_equal_budget.json"), "w") as f:
         json.dump({"command": commands[-1] if commands else "", "commands": commands,
                    "rows": rows}, f, indent=1, default=float)
