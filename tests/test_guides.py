@@ -14,7 +14,7 @@ def test_there_are_guides():
     assert GUIDES
 
 
-# Pages whose small-budget run still takes about a minute (HMC and VI on a 64-D funnel): slow.
+# Pages whose small-budget run still takes minutes (two 64-D funnels, HMC, VI, AIS): slow.
 SLOW_PAGES = {"joint_imputation"}
 
 

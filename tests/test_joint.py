@@ -123,6 +123,42 @@ def test_conditional_funnel_joint_binds_the_condition():
         _funnel(tf.float32).joint_distribution(c)
 
 
+def test_conditional_funnel_pinned_joint_is_the_posterior_under_each_condition():
+    funnel = _funnel(tf.float32, conditional_size=3)
+    c = tf.random.stateless_normal([5, 3], (6, 1))
+    x = tf.random.stateless_normal([5, 4], (6, 2))
+    joint, bij = funnel.joint_distribution(c), funnel.joint_bijector(c)
+    v = bij.inverse(x)
+    pinned = joint.experimental_pin(x_dropped=v["x_dropped"])
+    z = tf.random.stateless_normal([3, 5, 2], (6, 3))
+    got = pinned.unnormalized_log_prob(z=z)
+    c3 = tf.broadcast_to(c, [3, 5, 3])
+    # p_Z(z | c) p_phi(x_dropped | z, c), each part given c if it is conditional.
+    expected = contract.log_prob(funnel.base, z, c3 if contract.is_conditional(funnel.base)
+                                 else None)
+    dec_c = {"conditional_input": c3} if funnel.decoder.conditional_size else {}
+    expected += funnel.decoder.log_prob(tf.broadcast_to(v["x_dropped"], [3, 5, 2]), z, **dec_c)
+    assert got.shape == (3, 5)
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    # T with the bound condition maps the posterior's latent back to x (x_dropped pinned).
+    np.testing.assert_allclose(bij.forward(v), x, atol=2e-3)
+    other = funnel.joint_distribution(c[::-1]).experimental_pin(
+        x_dropped=v["x_dropped"]).unnormalized_log_prob(z=z)
+    assert np.max(np.abs(other - got)) > 1e-2
+
+
+def test_joint_views_reject_a_condition_without_a_static_shape():
+    funnel = _funnel(tf.float32, conditional_size=3)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    def build(c):
+        return funnel.joint_distribution(c).log_prob(
+            {"z": tf.zeros([2, 2]), "x_dropped": tf.zeros([2, 2])})
+
+    with pytest.raises(ValueError, match="`conditional_input` must have a static shape"):
+        build(tf.zeros([2, 3]))
+
+
 # -- augmented flow ----------------------------------------------------------------------
 
 L4 = np.array([[1.0, 0.0, 0.0, 0.0],
@@ -187,6 +223,33 @@ def test_conditional_augmented_joint_matches_the_flow(dtype):
                    aug.sample(2000, seed=(5, 6), conditional_input=c[0]))
 
 
+def test_conditional_augmented_joint_pins_per_condition_and_rejects_bad_conditions():
+    aug = _perturb(flows.augmented_real_nvp(2, num_augment=2, num_layers=2, hidden_units=(8,),
+                                            conditional_size=3), 3)
+    c = tf.random.stateless_normal([4, 3], (1, 5))
+    x = tf.random.stateless_normal([4, 2], (2, 5))
+    eps = tf.random.stateless_normal([6, 4, 2], (3, 5))
+    joint = aug.joint_distribution(c)
+    assert joint.batch_shape == [4] and aug.joint_distribution(c[0]).batch_shape == []
+    # The pinned joint is p_T(x_i, eps | c_i): row i of the pin sees condition i.
+    pinned = joint.experimental_pin(x=x)
+    got = pinned.unnormalized_log_prob(eps=eps)
+    y = tf.concat([tf.broadcast_to(x, [6, 4, 2]), eps], -1)
+    expected = aug.flow.log_prob(y, bijector_kwargs=contract.route(
+        aug.flow.bijector, tf.broadcast_to(c, [6, 4, 3])))
+    assert got.shape == (6, 4)
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    # A different condition gives a different posterior.
+    other = aug.joint_distribution(c[::-1]).experimental_pin(x=x).unnormalized_log_prob(eps=eps)
+    assert np.max(np.abs(other - got)) > 1e-2
+    with pytest.raises(ValueError, match="`conditional_input` is required"):
+        aug.joint_distribution()
+    with pytest.raises(ValueError, match=r"`conditional_input` must have shape \[\.\.\., 3\]"):
+        aug.joint_distribution(tf.zeros([4, 2]))
+    with pytest.raises(ValueError, match="`conditional_input` must be None"):
+        _linear_gaussian_augmented()[0].joint_distribution(tf.zeros([3], tf.float64))
+
+
 def test_augmented_joint_rejects_no_augmentation():
     aug = Augmented(flows.real_nvp(2, num_layers=1, hidden_units=(4,)), 2, 0)
     with pytest.raises(ValueError, match="`num_augment` must be positive"):
@@ -241,6 +304,37 @@ def test_lgf_joint_samples_match_the_family(dtype):
     s = lgf.joint_distribution().sample(3000, seed=(1, 1))
     assert s["u_1"].shape == (3000, 2) and s["x"].shape == (3000, 2) and s["x"].dtype == dtype
     _moments_close(s["x"], lgf.sample(3000, seed=(2, 2)))
+
+
+def test_conditional_lgf_joint_samples_pins_and_rejects_bad_conditions():
+    lgf = _lgf(tf.float32, conditional_size=3)
+    c = tf.random.stateless_normal([5, 3], (7, 1))
+    joint = lgf.joint_distribution(c)
+    assert joint.batch_shape == [5]
+    s = joint.sample(7, seed=(1, 2))
+    assert s["u_1"].shape == (7, 5, 2) and s["x"].shape == (7, 5, 2)
+    # One condition: the joint's x is the family's p(x | c).
+    one = lgf.joint_distribution(c[0])
+    assert one.batch_shape == []
+    _moments_close(one.sample(3000, seed=(2, 3))["x"],
+                   lgf.sample(3000, seed=(3, 4), conditional_input=c[0]))
+    # Pinned at x: a posterior over (u_1, u_2) per row, each under its own condition.
+    x = tf.random.stateless_normal([5, 2], (4, 4))
+    us = {k: tf.random.stateless_normal([3, 5, 2], (5, i)) for i, k in enumerate(["u_1", "u_2"])}
+    got = joint.experimental_pin(x=x).unnormalized_log_prob(**us)
+    assert got.shape == (3, 5)
+    for i in range(5):
+        row = lgf.joint_distribution(c[i]).log_prob(
+            x=x[i], **{k: u[:, i] for k, u in us.items()})
+        np.testing.assert_allclose(got[:, i], row, atol=2e-3, rtol=1e-5)
+    other = lgf.joint_distribution(c[::-1]).experimental_pin(x=x).unnormalized_log_prob(**us)
+    assert np.max(np.abs(other - got)) > 1e-2
+    with pytest.raises(ValueError, match="`conditional_input` is required"):
+        lgf.joint_distribution()
+    with pytest.raises(ValueError, match=r"`conditional_input` must have shape \[\.\.\., 3\]"):
+        lgf.joint_distribution(tf.zeros([5, 4]))
+    with pytest.raises(ValueError, match="`conditional_input` must be None"):
+        _lgf(tf.float32).joint_distribution(c)
 
 
 def test_lgf_pinned_x_is_the_exact_posterior_of_a_linear_gaussian_stack():
