@@ -57,6 +57,7 @@ CASES = (
     ("ferumal", "digits"), ("real_nvp_4", "digits"),
 )
 TFP_ONLY = ("ferumal", "real_nvp_4")
+FLOOR_FLOWS = ("maf", "real_nvp")  # benchmarks/floor.py: hand-written pure-TF steps
 
 
 # --------------------------------------------------------------------------- workers
@@ -82,6 +83,7 @@ class TFPWorker(Worker):
     def __init__(self, data_file):
         super().__init__(data_file)
         self.hand_step = os.environ.get("PEERS_HAND_STEP", "0") == "1"
+        self.floor = os.environ.get("PEERS_FLOOR", "0") == "1"
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from benchmarks import common  # noqa: F401  (TF env vars)
 
@@ -120,6 +122,20 @@ class TFPWorker(Worker):
             label = f"tfp_flows {mode}"
             self.contenders[label] = {"step": step, "model": model, "optimizer": optimizer}
             out[label] = {"first call (s)": first, "params": train.count_parameters(model)}
+        if self.floor and flow in FLOOR_FLOWS:
+            from benchmarks import floor
+            keras.utils.set_random_seed(0)
+            model = FlowModel(self.build(flow, batch.shape[-1]))
+            model.initialize_from_data(train_x[:1024])
+            step, loss = floor.build_floor(model.distribution, LEARNING_RATE)
+            floor.check_same_loss(model.distribution, loss, batch)  # the same model
+            start = time.perf_counter()
+            step(batch).numpy()
+            first = time.perf_counter() - start
+            self.contenders["tfp_flows floor"] = {
+                "step": timed_steps(lambda x: step(x).numpy(), batch)}
+            out["tfp_flows floor"] = {"first call (s)": first,
+                                      "params": train.count_parameters(model)}
         return out
 
     def train(self, label, flow, dataset, budget):
@@ -540,6 +556,8 @@ def main():
                    help="wall seconds of training per contender for test NLL (0: skip)")
     p.add_argument("--hand-step", action="store_true",
                    help="also time a hand-written tf.function(jit_compile=True) step")
+    p.add_argument("--floor", action="store_true",
+                   help="also time the pure-TF floor (benchmarks/floor.py) for MAF and RealNVP")
     p.add_argument("--workers", nargs="+", default=list(WORKERS), choices=WORKERS)
     p.add_argument("--cases", nargs="+", default=None,
                    help="flow/data pairs, e.g. maf/moons nsf/digits (default: all)")
@@ -556,6 +574,7 @@ def main():
                common)
         return
     os.environ["PEERS_HAND_STEP"] = "1" if args.hand_step else "0"
+    os.environ["PEERS_FLOOR"] = "1" if args.floor else "0"
     cases = CASES if args.cases is None else [tuple(c.split("/")) for c in args.cases]
     command = "python benchmarks/peers.py " + " ".join(sys.argv[1:])
     os.makedirs(os.path.join(args.out, "results"), exist_ok=True)
