@@ -12,10 +12,12 @@ much is the graph the library (TFP bijectors, Keras layers, Keras' Adam) builds.
 
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from tfp_flows.bijectors.one_pass import OnePassMaskedAutoregressiveFlow, OnePassRealNVP
+from tfp_flows.testing.bijectors import keras_weights
 
 
 def _clamp(x, bound):
@@ -28,18 +30,27 @@ def _inverse_index(permute):
     return np.round(permute.inverse(tf.range(d, dtype=tf.float32)).numpy()).astype(np.int32)
 
 
-def _copy(weights):
-    return [tf.Variable(np.array(w.numpy())) for w in weights]
+def _copy(weights, holders):
+    """Copies as `tf.Variable`s (held by Keras variables, `holders`, for `keras_adam`)."""
+    new = [keras.Variable(np.array(w.numpy())) for w in weights]
+    holders += new
+    return [w.value for w in new]
 
 
-def build_floor(distribution, learning_rate=1e-3):
+def build_floor(distribution, learning_rate=1e-3, library_loss=False, keras_adam=False):
     """`(step, loss)` for a library RealNVP or MAF (`flows.real_nvp` / `flows.maf`, no
-    condition): `step(x)` runs one Adam step and returns the loss before it."""
-    layers, variables = [], []
+    condition): `step(x)` runs one Adam step and returns the loss before it.
+
+    The two halves can be swapped for the library's, to see which one costs:
+    `library_loss=True` differentiates `-mean(distribution.log_prob(x))` (the library's
+    own variables) instead of the hand-written loss; `keras_adam=True` applies
+    `keras.optimizers.Adam` instead of the hand-written update.
+    """
+    layers, variables, holders = [], [], []
     for b in distribution.bijector.bijectors:  # density order: data first
         if isinstance(b, OnePassRealNVP):
             cond = b._one_pass_affine
-            kernels, biases = _copy(cond.net.kernels), _copy(cond.net.biases)
+            kernels, biases = _copy(cond.net.kernels, holders), _copy(cond.net.biases, holders)
             layers.append(("coupling", b._one_pass_masked, kernels, biases,
                            cond._input_bound, cond._bound))
             variables += kernels + biases
@@ -48,7 +59,7 @@ def build_floor(distribution, learning_rate=1e-3):
             net = cond.net
             masks = [np.asarray(m) for m in net._masks]
             masks[-1] = np.repeat(masks[-1], net.params, axis=1)
-            kernels, biases = _copy(net.kernels), _copy(net.biases)
+            kernels, biases = _copy(net.kernels, holders), _copy(net.biases, holders)
             layers.append(("made", [tf.constant(m) for m in masks], kernels, biases,
                            cond._input_bound, cond._bound))
             variables += kernels + biases
@@ -87,6 +98,26 @@ def build_floor(distribution, learning_rate=1e-3):
                 ldj -= tf.reduce_sum(log_scale, -1)
         log_prob = const - 0.5 * tf.reduce_sum(x * x, -1) + ldj
         return -tf.reduce_mean(log_prob)
+
+    if library_loss:
+        variables = [w.value for w in keras_weights(distribution)]
+
+        def loss_fn(x):  # noqa: F811 - the library's graph instead of the hand-written one
+            return -tf.reduce_mean(distribution.log_prob(x))
+
+    if keras_adam:
+        optimizer = keras.optimizers.Adam(learning_rate)
+        weights = keras_weights(distribution) if library_loss else holders
+
+        @tf.function(jit_compile=True)
+        def keras_step(x):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(x)
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, weights, strict=True))
+            return loss
+
+        return keras_step, tf.function(loss_fn, jit_compile=True)
 
     ms = [tf.Variable(tf.zeros_like(v)) for v in variables]
     vs = [tf.Variable(tf.zeros_like(v)) for v in variables]

@@ -48,15 +48,22 @@ BATCH = 512
 LAYERS = 5
 HIDDEN = (64, 64)
 LEARNING_RATE = 1e-3
-WORKERS = ("tfp_flows", "flowjax", "zuko")
+WORKERS = ("tfp_flows", "flowjax", "zuko", "torchdiffeq")
 # (flow, data set); Ferumal and its equal-depth RealNVP are tfp_flows only.
 CASES = (
     ("maf", "moons"), ("real_nvp", "moons"), ("nsf", "moons"),
     ("maf", "digits"), ("real_nvp", "digits"), ("nsf", "digits"),
     ("ferumal", "moons"), ("real_nvp_4", "moons"),
     ("ferumal", "digits"), ("real_nvp_4", "digits"),
+    ("ffjord_exact", "moons"), ("ffjord_hutchinson", "moons"),
 )
-TFP_ONLY = ("ferumal", "real_nvp_4")
+# Who runs which case: Ferumal and its equal-depth RealNVP are tfp_flows only; FFJORD
+# (tfp_flows and tfb.FFJORD in the TF worker) against torchdiffeq.
+CASE_WORKERS = {"ferumal": ("tfp_flows",), "real_nvp_4": ("tfp_flows",),
+                "ffjord_exact": ("tfp_flows", "torchdiffeq"),
+                "ffjord_hutchinson": ("tfp_flows", "torchdiffeq")}
+DISCRETE_WORKERS = ("tfp_flows", "flowjax", "zuko")
+FFJORD_PRETRAIN = 300  # FFJORD is timed at the weights after this many training steps
 FLOOR_FLOWS = ("maf", "real_nvp")  # benchmarks/floor.py: hand-written pure-TF steps
 
 
@@ -102,6 +109,8 @@ class TFPWorker(Worker):
         import tensorflow as tf
 
         from tfp_flows.keras import FlowModel, train
+        if flow.startswith("ffjord"):
+            return self.setup_ffjord(flow.split("_", 1)[1], dataset)
         train_x, _, batch = self.arrays(dataset)
         batch = tf.constant(batch)
         out = {}
@@ -136,6 +145,30 @@ class TFPWorker(Worker):
                 "step": timed_steps(lambda x: step(x).numpy(), batch)}
             out["tfp_flows floor"] = {"first call (s)": first,
                                       "params": train.count_parameters(model)}
+        return out
+
+    def setup_ffjord(self, trace, dataset):
+        """Our FFJORD (jit_compile=True, adjoint) and tfb.FFJORD (a tf.function: it does not
+        compile under XLA) with `benchmarks/ffjord_speed.py`'s steps, at the shared weights."""
+        import keras
+        import tensorflow as tf
+
+        from benchmarks import ffjord_speed
+        _, _, batch = self.arrays(dataset)
+        batch, seed = tf.constant(batch), tf.constant([1, 2])
+        weights = ffjord_weights(self.data)
+        out = {}
+        for label, jit in (("tfp_flows ffjord", True), ("tfb.FFJORD", False)):
+            net = ffjord_speed.make_net(0, weights)
+            dist = (ffjord_speed.ours(net, trace) if jit else ffjord_speed.theirs(net, trace))
+            step = ffjord_speed.train_step_fn(dist, net, keras.optimizers.Adam(0.0), jit,
+                                              pass_seed=jit)
+            start = time.perf_counter()
+            loss = float(step(batch, seed))
+            out[label] = {"first call (s)": time.perf_counter() - start,
+                          "params": int(sum(w.size for w in weights)), "loss": loss}
+            self.contenders[label] = {
+                "step": timed_steps(lambda x, step=step: step(x, seed).numpy(), batch)}
         return out
 
     def train(self, label, flow, dataset, budget):
@@ -388,7 +421,91 @@ class ZukoWorker(Worker):
         return {"steps done": steps, "test NLL": nll}
 
 
-WORKER_CLASSES = {"tfp_flows": TFPWorker, "flowjax": FlowjaxWorker, "zuko": ZukoWorker}
+def ffjord_weights(data):
+    return [data[f"ffjord_w{i}"] for i in range(int(data["ffjord_num_weights"]))]
+
+
+class TorchdiffeqWorker(Worker):
+    """FFJORD in PyTorch with torchdiffeq (eager): the same concat-squash field and weights,
+    dopri5 with rtol = atol = 1e-5, adjoint gradients (`odeint_adjoint`), exact trace (one
+    autograd call per dimension) or Hutchinson (one Rademacher probe per step, as ours)."""
+
+    name = "torchdiffeq"
+
+    def __init__(self, data_file):
+        super().__init__(data_file)
+        import torch  # noqa: F401
+        import torchdiffeq  # noqa: F401
+
+    def setup(self, flow, dataset):
+        import math
+
+        import torch
+        import torchdiffeq
+        trace = flow.split("_", 1)[1]
+        _, _, batch = self.arrays(dataset)
+        batch = torch.as_tensor(batch)
+        blocks = [[torch.nn.Parameter(torch.as_tensor(w)) for w in ffjord_weights(self.data)[
+            i:i + 5]] for i in range(0, int(self.data["ffjord_num_weights"]), 5)]
+
+        class Field(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.params = torch.nn.ParameterList([p for block in blocks for p in block])
+                self.noise = None
+
+            def field(self, t, z):
+                h = z
+                for i, (kernel, bias, gate_w, gate_b, shift) in enumerate(blocks):
+                    h = (h @ kernel + bias) * torch.sigmoid(gate_w * t + gate_b) + shift * t
+                    if i < len(blocks) - 1:
+                        h = torch.tanh(h)
+                return h
+
+            def forward(self, t, state):
+                z = state[0]
+                with torch.enable_grad():
+                    z = z.requires_grad_(True)
+                    dz = self.field(t, z)
+                    if trace == "exact":
+                        tr = sum(torch.autograd.grad(dz[:, i].sum(), z, create_graph=True)[0][:, i]
+                                 for i in range(z.shape[-1]))
+                    else:
+                        vjp = torch.autograd.grad(dz, z, self.noise, create_graph=True)[0]
+                        tr = (vjp * self.noise).sum(-1)
+                return dz, tr
+
+        field = Field()
+        optimizer = torch.optim.Adam(field.parameters(), lr=0.0)
+        times = torch.tensor([1.0, 0.0])
+        dim = batch.shape[-1]
+
+        def one(x):
+            optimizer.zero_grad(set_to_none=True)
+            field.noise = torch.randint(0, 2, x.shape).to(x.dtype) * 2 - 1
+            z, delta = torchdiffeq.odeint_adjoint(
+                field, (x, torch.zeros(x.shape[0])), times, rtol=1e-5, atol=1e-5,
+                method="dopri5", adjoint_params=tuple(field.parameters()))
+            z, delta = z[-1], delta[-1]
+            log_prob = -0.5 * (z * z).sum(-1) - 0.5 * dim * math.log(2 * math.pi) + delta
+            loss = -log_prob.mean()
+            loss.backward()
+            optimizer.step()
+            return float(loss)
+
+        start = time.perf_counter()
+        loss = one(batch)
+        first = time.perf_counter() - start
+        self.contenders["torchdiffeq"] = {"step": timed_steps(one, batch)}
+        count = sum(p.numel() for p in field.parameters())
+        return {"torchdiffeq": {"first call (s)": first, "params": int(count), "loss": loss}}
+
+    def train(self, label, flow, dataset, budget):
+        raise NotImplementedError("torchdiffeq: no equal-budget training (timing only)")
+
+
+WORKER_CLASSES = {"tfp_flows": TFPWorker, "flowjax": FlowjaxWorker, "zuko": ZukoWorker,
+                  "torchdiffeq": TorchdiffeqWorker}
 
 
 def worker_main(name, data_file):
@@ -455,7 +572,7 @@ class Client:
             self.proc.wait(timeout=60)
 
 
-def make_data(path, seed):
+def make_data(path, seed, ffjord=False):
     import numpy as np
 
     from tfp_flows import datasets
@@ -467,6 +584,14 @@ def make_data(path, seed):
         out[f"{name}_train"] = train
         out[f"{name}_test"] = np.asarray(split.test, np.float32)
         out[f"{name}_batch"] = train[rng.choice(len(train), BATCH, replace=len(train) < BATCH)]
+    if ffjord:  # shared FFJORD weights: ffjord_speed.py's net after its Hutchinson pretraining
+        import argparse
+
+        from benchmarks import ffjord_speed
+        weights = ffjord_speed.pretrained_weights(
+            argparse.Namespace(seed=0, pretrain=FFJORD_PRETRAIN), out["moons_train"])
+        out["ffjord_num_weights"] = np.array(len(weights))
+        out.update({f"ffjord_w{i}": np.asarray(w, np.float32) for i, w in enumerate(weights)})
     np.savez(path, **out)
 
 
@@ -479,7 +604,7 @@ def quartiles(times):
 def run_case(clients, flow, dataset, args):
     rows = {}
     for client in clients:
-        if flow in TFP_ONLY and client.name != "tfp_flows":
+        if client.name not in CASE_WORKERS.get(flow, DISCRETE_WORKERS):
             continue
         try:
             setup = client.ask(cmd="setup", flow=flow, dataset=dataset)
@@ -579,7 +704,7 @@ def main():
     command = "python benchmarks/peers.py " + " ".join(sys.argv[1:])
     os.makedirs(os.path.join(args.out, "results"), exist_ok=True)
     data_file = os.path.join(args.out, "results", ".peers_data.npz")
-    make_data(data_file, args.seed)
+    make_data(data_file, args.seed, ffjord=any(f.startswith("ffjord") for f, _ in cases))
     machine = common.machine_line()
     print(machine, "load", os.getloadavg(), flush=True)
     clients = []
@@ -610,6 +735,8 @@ def report(rows, args, command, common):
     plot(rows, os.path.join(args.out, "img", "peers.png"))
     columns = ["flow", "data", "framework", "params", "first call (s)", "s / step", "q1", "q3",
                "vs fastest peer", "load (1 min)"]
+    if any("loss" in r for r in rows):
+        columns.append("loss")
     if any("test NLL" in r for r in rows):
         columns += ["steps done", "test NLL"]
     common.write_results(
@@ -622,6 +749,11 @@ def report(rows, args, command, common):
               "of the same row group. first call: building the step, tracing, compiling and "
               "running one step. 'tfp_flows fit': FlowModel.fit with jit_compile=True; "
               "'tfp_flows step': a hand-written tf.function(jit_compile=True) step. "
+              "'tfp_flows floor': benchmarks/floor.py, the same flow as a hand-written pure-TF "
+              "step (no TFP, no Keras). FFJORD rows (two moons, the weights after "
+              f"{FFJORD_PRETRAIN} Hutchinson steps, dopri5 rtol = atol = 1e-5, adjoint "
+              "gradients): 'tfp_flows ffjord' jit_compile=True, 'tfb.FFJORD' a tf.function, "
+              "'torchdiffeq' eager PyTorch; loss: the first step's loss (the same weights). "
               "load: the 1-minute load average over the rounds (2 cores, shared machine).")
 
 

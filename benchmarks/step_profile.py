@@ -50,7 +50,8 @@ from tfp_flows.keras import FlowModel  # noqa: E402
 tfb = tfp.bijectors
 FLOWS = {"maf": ("maf", {}), "real_nvp": ("real_nvp", {}),
          "nsf": ("neural_spline", {"num_bins": 8, "bound": 4.0})}
-VARIANTS = ("tfp", "one_pass", "floor")
+FLOOR_VARIANTS = ("floor", "floor+keras adam", "library+hand adam")
+VARIANTS = ("tfp", "one_pass", *FLOOR_VARIANTS)
 
 
 @contextlib.contextmanager
@@ -113,9 +114,11 @@ def op_counts(fn, x):
             "HLO fusions": sum(" fusion(" in line for line in instructions)}
 
 
-def floor_functions(dist, x):
-    """The pure-TF floor (benchmarks/floor.py) at the same weights: its step (XLA) and loss."""
-    step, loss = floor.build_floor(dist, 0.0)
+def floor_functions(dist, x, variant):
+    """The pure-TF floor (benchmarks/floor.py) at the same weights: its step (XLA) and loss;
+    `floor+keras adam` / `library+hand adam`: one half swapped for the library's."""
+    step, loss = floor.build_floor(dist, 0.0, library_loss=variant.startswith("library"),
+                                   keras_adam=variant.endswith("keras adam"))
     floor.check_same_loss(dist, loss, x)
     return {"loss jit": loss, "step jit": step}
 
@@ -123,12 +126,13 @@ def floor_functions(dist, x):
 def profile(flow, dim, x, rounds, variants):
     timers, rows = {}, []
     for variant in variants:
-        if variant == "floor" and flow not in ("maf", "real_nvp"):
+        hand = variant in FLOOR_VARIANTS
+        if hand and flow not in ("maf", "real_nvp"):
             continue
         dist = build(flow, dim, variant == "tfp")
-        fns = floor_functions(dist, x) if variant == "floor" else functions(dist)
+        fns = floor_functions(dist, x, variant) if hand else functions(dist)
         row = {"flow": flow, "D": dim, "layers": variant}
-        if variant != "floor":
+        if not hand:
             loss = float(fns["loss jit"](x))
             row["loss at start"] = loss
             print(f"{flow} D={dim} {variant}: loss at the start weights {loss:.7f}", flush=True)
@@ -140,7 +144,7 @@ def profile(flow, dim, x, rounds, variants):
             timers[(variant, label)] = timed_steps(lambda x, fn=fn: common._block(fn(x)), x)
         row.update(op_counts(fns["step jit"], x))
         rows.append(row)
-        if variant == "floor":
+        if hand:
             continue
         model = FlowModel(build(flow, dim, variant == "tfp"))
         model.compile(keras.optimizers.Adam(0.0), jit_compile=True)
@@ -167,9 +171,9 @@ def profile(flow, dim, x, rounds, variants):
         base, new = by["tfp"], by["one_pass"]
         new["step jit speed-up"] = base["step jit (ms)"] / new["step jit (ms)"]
         new["fit speed-up"] = base["FlowModel.fit (ms)"] / new["FlowModel.fit (ms)"]
-    if "floor" in by and "one_pass" in by:
-        one_pass, floor_row = by["one_pass"], by["floor"]
-        floor_row["library / floor"] = one_pass["step jit (ms)"] / floor_row["step jit (ms)"]
+    if "floor" in by:
+        for row in by.values():
+            row["step / floor"] = row["step jit (ms)"] / by["floor"]["step jit (ms)"]
     return rows
 
 
@@ -201,7 +205,7 @@ def main():
 def write(path, command, rows, rounds):
     columns = ["flow", "D", "layers", "loss jit (ms)", "grad jit (ms)", "step jit (ms)",
                "step graph (ms)", "FlowModel.fit (ms)", "fit / step jit", "backward share",
-               "step jit speed-up", "fit speed-up", "library / floor", "first call (s)",
+               "step jit speed-up", "fit speed-up", "step / floor", "first call (s)",
                "fit first call (s)", "graph ops", "Cast ops", "matmul ops", "HLO instructions",
                "HLO dots", "HLO fusions", "load"]
     common.write_results(
@@ -213,7 +217,9 @@ def write(path, command, rows, rounds):
               "evaluated for the map and again for the log-det); 'one_pass': "
               "tfp_flows.bijectors.one_pass; 'floor': benchmarks/floor.py, a hand-written "
               "pure-TF step (raw matmuls and masks, hand-written Adam; no TFP, no Keras) at the "
-              "same weights, same loss. backward share = 1 - loss / (loss + grad) time. "
+              "same weights, same loss; 'floor+keras adam': its loss with keras.optimizers.Adam; "
+              "'library+hand adam': the library's loss with the hand-written Adam. "
+              "backward share = 1 - loss / (loss + grad) time. "
               "Op counts are of the full Adam step: TF graph ops before XLA, HLO instructions "
               "after XLA's optimisation (dots = matrix products that survive XLA's CSE).")
 
