@@ -108,6 +108,7 @@ def build_floor(distribution, learning_rate=1e-3, library_loss=False, keras_adam
     if keras_adam:
         optimizer = keras.optimizers.Adam(learning_rate)
         weights = keras_weights(distribution) if library_loss else holders
+        optimizer.build(weights)  # slots first: one trace, one compile
 
         @tf.function(jit_compile=True)
         def keras_step(x):

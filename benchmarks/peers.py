@@ -63,7 +63,7 @@ CASE_WORKERS = {"ferumal": ("tfp_flows",), "real_nvp_4": ("tfp_flows",),
                 "ffjord_exact": ("tfp_flows", "torchdiffeq"),
                 "ffjord_hutchinson": ("tfp_flows", "torchdiffeq")}
 DISCRETE_WORKERS = ("tfp_flows", "flowjax", "zuko")
-FFJORD_PRETRAIN = 300  # FFJORD is timed at the weights after this many training steps
+FFJORD_PRETRAIN = 300  # default: FFJORD is timed at the weights after this many steps
 FLOOR_FLOWS = ("maf", "real_nvp")  # benchmarks/floor.py: hand-written pure-TF steps
 
 
@@ -248,6 +248,7 @@ def _hand_stepper(distribution, optimizer, batch, fixed=True):
     layers = keras_owned.find_keras_layers(distribution)
     weights = [w for layer in layers for w in layer.trainable_weights]
     variables = [w.value for w in weights]
+    optimizer.build(weights)  # slots before tracing: one trace, one XLA compile (as `fit`)
 
     @tf.function(jit_compile=True)
     def step(x):
@@ -491,7 +492,7 @@ class TorchdiffeqWorker(Worker):
             loss = -log_prob.mean()
             loss.backward()
             optimizer.step()
-            return float(loss)
+            return float(loss.detach())
 
         start = time.perf_counter()
         loss = one(batch)
@@ -572,7 +573,7 @@ class Client:
             self.proc.wait(timeout=60)
 
 
-def make_data(path, seed, ffjord=False):
+def make_data(path, seed, ffjord_pretrain=None):
     import numpy as np
 
     from tfp_flows import datasets
@@ -584,12 +585,13 @@ def make_data(path, seed, ffjord=False):
         out[f"{name}_train"] = train
         out[f"{name}_test"] = np.asarray(split.test, np.float32)
         out[f"{name}_batch"] = train[rng.choice(len(train), BATCH, replace=len(train) < BATCH)]
-    if ffjord:  # shared FFJORD weights: ffjord_speed.py's net after its Hutchinson pretraining
+    if ffjord_pretrain is not None:  # shared FFJORD weights: ffjord_speed.py's net after its
+        # Hutchinson pretraining (the dynamics, hence the solver's steps, grow in training)
         import argparse
 
         from benchmarks import ffjord_speed
         weights = ffjord_speed.pretrained_weights(
-            argparse.Namespace(seed=0, pretrain=FFJORD_PRETRAIN), out["moons_train"])
+            argparse.Namespace(seed=0, pretrain=ffjord_pretrain), out["moons_train"])
         out["ffjord_num_weights"] = np.array(len(weights))
         out.update({f"ffjord_w{i}": np.asarray(w, np.float32) for i, w in enumerate(weights)})
     np.savez(path, **out)
@@ -683,6 +685,8 @@ def main():
                    help="also time a hand-written tf.function(jit_compile=True) step")
     p.add_argument("--floor", action="store_true",
                    help="also time the pure-TF floor (benchmarks/floor.py) for MAF and RealNVP")
+    p.add_argument("--ffjord-pretrain", type=int, default=FFJORD_PRETRAIN,
+                   help="FFJORD is timed at the weights after this many Hutchinson steps")
     p.add_argument("--workers", nargs="+", default=list(WORKERS), choices=WORKERS)
     p.add_argument("--cases", nargs="+", default=None,
                    help="flow/data pairs, e.g. maf/moons nsf/digits (default: all)")
@@ -704,7 +708,8 @@ def main():
     command = "python benchmarks/peers.py " + " ".join(sys.argv[1:])
     os.makedirs(os.path.join(args.out, "results"), exist_ok=True)
     data_file = os.path.join(args.out, "results", ".peers_data.npz")
-    make_data(data_file, args.seed, ffjord=any(f.startswith("ffjord") for f, _ in cases))
+    ffjord = any(f.startswith("ffjord") for f, _ in cases)
+    make_data(data_file, args.seed, args.ffjord_pretrain if ffjord else None)
     machine = common.machine_line()
     print(machine, "load", os.getloadavg(), flush=True)
     clients = []
@@ -751,7 +756,7 @@ def report(rows, args, command, common):
               "'tfp_flows step': a hand-written tf.function(jit_compile=True) step. "
               "'tfp_flows floor': benchmarks/floor.py, the same flow as a hand-written pure-TF "
               "step (no TFP, no Keras). FFJORD rows (two moons, the weights after "
-              f"{FFJORD_PRETRAIN} Hutchinson steps, dopri5 rtol = atol = 1e-5, adjoint "
+              f"{args.ffjord_pretrain} Hutchinson steps, dopri5 rtol = atol = 1e-5, adjoint "
               "gradients): 'tfp_flows ffjord' jit_compile=True, 'tfb.FFJORD' a tf.function, "
               "'torchdiffeq' eager PyTorch; loss: the first step's loss (the same weights). "
               "load: the 1-minute load average over the rounds (2 cores, shared machine).")

@@ -82,6 +82,7 @@ def build(flow, dim, tfp_classes):
 def functions(dist):
     variables = list(dist.trainable_variables)
     optimizer = keras.optimizers.Adam(0.0)
+    optimizer.build(variables)  # slots before tracing: one trace, one XLA compile (as `fit`)
 
     def loss(x):
         return -tf.reduce_mean(dist.log_prob(x))
