@@ -22,16 +22,24 @@ Models (5 layers, hidden (64, 64) ReLU, Adam 1e-3, standard normal base):
   with `RationalQuadraticSpline(knots=7, interval=4)` (8 bins) / zuko `RealNVP`
   with `MonotonicRQSTransform(bound=4)`;
 * Ferumal (2 blocks = 4 kernel couplings, 32 inducing points) vs RealNVP with 4
-  couplings: tfp_flows only (no peer implements Ferumal flows).
+  couplings: tfp_flows only (no peer implements Ferumal flows);
+* FFJORD (two moons, concat-squash field 64x64 tanh, dopri5 rtol = atol = 1e-5,
+  adjoint gradients; exact and Hutchinson trace): ours (`jit_compile=True`) and
+  TFP's `tfb.FFJORD` (a `tf.function`) in the TF worker with
+  `benchmarks/ffjord_speed.py`'s steps, against torchdiffeq (`odeint_adjoint`,
+  eager PyTorch) with the same field and weights, all at the weights after
+  `--ffjord-pretrain` of our Hutchinson steps.
 
 tfp_flows is timed twice: `FlowModel.fit` (`jit_compile=True`; per-step time
 between Keras' batch ends) and a hand-written `tf.function(jit_compile=True)`
 step on the same distribution (`--hand-step`; `benchmarks/step_profile.py` compares the
-two in one process). zuko is timed with `torch.compile` on the loss (backward through
+two in one process) and `FlowModel.fit` with `steps_per_execution` (MAF and RealNVP);
+`--floor` adds `benchmarks/floor.py`'s pure-TF step (no TFP, no Keras) at the same
+weights. zuko is timed with `torch.compile` on the loss (backward through
 AOTAutograd, optimiser eager), and in eager mode if compiling fails. A peer that
 is not installed is skipped with a message (`pip install -e .[peers]`).
 
-    python benchmarks/peers.py --out docs --rounds 15 --steps 5
+    python benchmarks/peers.py --out docs --rounds 15 --steps 5 --floor --hand-step
 """
 
 import json
@@ -63,6 +71,7 @@ CASE_WORKERS = {"ferumal": ("tfp_flows",), "real_nvp_4": ("tfp_flows",),
                 "ffjord_exact": ("tfp_flows", "torchdiffeq"),
                 "ffjord_hutchinson": ("tfp_flows", "torchdiffeq")}
 DISCRETE_WORKERS = ("tfp_flows", "flowjax", "zuko")
+SPE = 10  # with --hand-step: FlowModel.fit also with steps_per_execution = SPE
 FFJORD_PRETRAIN = 300  # default: FFJORD is timed at the weights after this many steps
 FLOOR_FLOWS = ("maf", "real_nvp")  # benchmarks/floor.py: hand-written pure-TF steps
 
@@ -114,15 +123,17 @@ class TFPWorker(Worker):
         train_x, _, batch = self.arrays(dataset)
         batch = tf.constant(batch)
         out = {}
-        for mode in ("fit", "step") if self.hand_step else ("fit",):
+        hand = self.hand_step and flow in FLOOR_FLOWS  # NSF, Ferumal: fit only (compile time)
+        for mode in ("fit", "step", f"fit spe {SPE}") if hand else ("fit",):
             keras.utils.set_random_seed(0)
             model = FlowModel(self.build(flow, batch.shape[-1]))
             model.initialize_from_data(train_x[:1024])
             optimizer = keras.optimizers.Adam(LEARNING_RATE)
             start = time.perf_counter()
-            if mode == "fit":
-                model.compile(optimizer, jit_compile=True)
-                step = _fit_stepper(model, batch)
+            if mode.startswith("fit"):
+                spe = SPE if mode != "fit" else 1
+                model.compile(optimizer, jit_compile=True, steps_per_execution=spe)
+                step = _fit_stepper(model, batch, spe)
                 step(1)
             else:
                 step = _hand_stepper(model.distribution, optimizer, batch)
@@ -216,14 +227,16 @@ def timed_steps(step, batch):
     return run
 
 
-def _fit_stepper(model, batch):
+def _fit_stepper(model, batch, steps_per_execution=1):
     """Runs `model.fit` for n steps on the fixed batch; returns per-step seconds measured
     between Keras' batch ends (the first step of each call, which builds the iterator, is
-    not counted)."""
+    not counted). With `steps_per_execution = k` (as compiled) Keras runs k steps per call
+    and reports once: each of the n values is then the mean of k steps."""
     import keras
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensors(batch).repeat()
+    k = steps_per_execution
 
     class Timer(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -233,9 +246,9 @@ def _fit_stepper(model, batch):
     def run(n):
         timer = Timer()
         timer.ends = []
-        model.fit(data, steps_per_epoch=n + 1, epochs=1, verbose=0, callbacks=[timer])
+        model.fit(data, steps_per_epoch=(n + 1) * k, epochs=1, verbose=0, callbacks=[timer])
         ends = timer.ends
-        return [b - a for a, b in zip(ends[:-1], ends[1:], strict=True)]
+        return [(b - a) / k for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
     return run
 
@@ -682,7 +695,8 @@ def main():
     p.add_argument("--budget", type=float, default=0.0,
                    help="wall seconds of training per contender for test NLL (0: skip)")
     p.add_argument("--hand-step", action="store_true",
-                   help="also time a hand-written tf.function(jit_compile=True) step")
+                   help="MAF and RealNVP: also time a hand-written tf.function(jit_compile=True) "
+                        f"step and FlowModel.fit with steps_per_execution={SPE}")
     p.add_argument("--floor", action="store_true",
                    help="also time the pure-TF floor (benchmarks/floor.py) for MAF and RealNVP")
     p.add_argument("--ffjord-pretrain", type=int, default=FFJORD_PRETRAIN,
@@ -753,7 +767,9 @@ def report(rows, args, command, common):
               "quartiles); 'vs fastest peer' divides by the fastest flowjax / zuko contender "
               "of the same row group. first call: building the step, tracing, compiling and "
               "running one step. 'tfp_flows fit': FlowModel.fit with jit_compile=True; "
-              "'tfp_flows step': a hand-written tf.function(jit_compile=True) step. "
+              "'tfp_flows step': a hand-written tf.function(jit_compile=True) step; "
+              f"'tfp_flows fit spe {SPE}': FlowModel.fit compiled with steps_per_execution="
+              f"{SPE} (Keras runs {SPE} steps per call; s / step = call time / {SPE}). "
               "'tfp_flows floor': benchmarks/floor.py, the same flow as a hand-written pure-TF "
               "step (no TFP, no Keras). FFJORD rows (two moons, the weights after "
               f"{args.ffjord_pretrain} Hutchinson steps, dopri5 rtol = atol = 1e-5, adjoint "
