@@ -22,16 +22,24 @@ Models (5 layers, hidden (64, 64) ReLU, Adam 1e-3, standard normal base):
   with `RationalQuadraticSpline(knots=7, interval=4)` (8 bins) / zuko `RealNVP`
   with `MonotonicRQSTransform(bound=4)`;
 * Ferumal (2 blocks = 4 kernel couplings, 32 inducing points) vs RealNVP with 4
-  couplings: tfp_flows only (no peer implements Ferumal flows).
+  couplings: tfp_flows only (no peer implements Ferumal flows);
+* FFJORD (two moons, concat-squash field 64x64 tanh, dopri5 rtol = atol = 1e-5,
+  adjoint gradients; exact and Hutchinson trace): ours (`jit_compile=True`) and
+  TFP's `tfb.FFJORD` (a `tf.function`) in the TF worker with
+  `benchmarks/ffjord_speed.py`'s steps, against torchdiffeq (`odeint_adjoint`,
+  eager PyTorch) with the same field and weights, all at the weights after
+  `--ffjord-pretrain` of our Hutchinson steps.
 
 tfp_flows is timed twice: `FlowModel.fit` (`jit_compile=True`; per-step time
 between Keras' batch ends) and a hand-written `tf.function(jit_compile=True)`
 step on the same distribution (`--hand-step`; `benchmarks/step_profile.py` compares the
-two in one process). zuko is timed with `torch.compile` on the loss (backward through
+two in one process) and `FlowModel.fit` with `steps_per_execution` (MAF and RealNVP);
+`--floor` adds `benchmarks/floor.py`'s pure-TF step (no TFP, no Keras) at the same
+weights. zuko is timed with `torch.compile` on the loss (backward through
 AOTAutograd, optimiser eager), and in eager mode if compiling fails. A peer that
 is not installed is skipped with a message (`pip install -e .[peers]`).
 
-    python benchmarks/peers.py --out docs --rounds 15 --steps 5
+    python benchmarks/peers.py --out docs --rounds 15 --steps 5 --floor --hand-step
 """
 
 import json
@@ -48,15 +56,24 @@ BATCH = 512
 LAYERS = 5
 HIDDEN = (64, 64)
 LEARNING_RATE = 1e-3
-WORKERS = ("tfp_flows", "flowjax", "zuko")
+WORKERS = ("tfp_flows", "flowjax", "zuko", "torchdiffeq")
 # (flow, data set); Ferumal and its equal-depth RealNVP are tfp_flows only.
 CASES = (
     ("maf", "moons"), ("real_nvp", "moons"), ("nsf", "moons"),
     ("maf", "digits"), ("real_nvp", "digits"), ("nsf", "digits"),
     ("ferumal", "moons"), ("real_nvp_4", "moons"),
     ("ferumal", "digits"), ("real_nvp_4", "digits"),
+    ("ffjord_exact", "moons"), ("ffjord_hutchinson", "moons"),
 )
-TFP_ONLY = ("ferumal", "real_nvp_4")
+# Who runs which case: Ferumal and its equal-depth RealNVP are tfp_flows only; FFJORD
+# (tfp_flows and tfb.FFJORD in the TF worker) against torchdiffeq.
+CASE_WORKERS = {"ferumal": ("tfp_flows",), "real_nvp_4": ("tfp_flows",),
+                "ffjord_exact": ("tfp_flows", "torchdiffeq"),
+                "ffjord_hutchinson": ("tfp_flows", "torchdiffeq")}
+DISCRETE_WORKERS = ("tfp_flows", "flowjax", "zuko")
+SPE = 10  # with --hand-step: FlowModel.fit also with steps_per_execution = SPE
+FFJORD_PRETRAIN = 300  # default: FFJORD is timed at the weights after this many steps
+FLOOR_FLOWS = ("maf", "real_nvp")  # benchmarks/floor.py: hand-written pure-TF steps
 
 
 # --------------------------------------------------------------------------- workers
@@ -82,6 +99,7 @@ class TFPWorker(Worker):
     def __init__(self, data_file):
         super().__init__(data_file)
         self.hand_step = os.environ.get("PEERS_HAND_STEP", "0") == "1"
+        self.floor = os.environ.get("PEERS_FLOOR", "0") == "1"
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from benchmarks import common  # noqa: F401  (TF env vars)
 
@@ -100,18 +118,22 @@ class TFPWorker(Worker):
         import tensorflow as tf
 
         from tfp_flows.keras import FlowModel, train
+        if flow.startswith("ffjord"):
+            return self.setup_ffjord(flow.split("_", 1)[1], dataset)
         train_x, _, batch = self.arrays(dataset)
         batch = tf.constant(batch)
         out = {}
-        for mode in ("fit", "step") if self.hand_step else ("fit",):
+        hand = self.hand_step and flow in FLOOR_FLOWS  # NSF, Ferumal: fit only (compile time)
+        for mode in ("fit", "step", f"fit spe {SPE}") if hand else ("fit",):
             keras.utils.set_random_seed(0)
             model = FlowModel(self.build(flow, batch.shape[-1]))
             model.initialize_from_data(train_x[:1024])
             optimizer = keras.optimizers.Adam(LEARNING_RATE)
             start = time.perf_counter()
-            if mode == "fit":
-                model.compile(optimizer, jit_compile=True)
-                step = _fit_stepper(model, batch)
+            if mode.startswith("fit"):
+                spe = SPE if mode != "fit" else 1
+                model.compile(optimizer, jit_compile=True, steps_per_execution=spe)
+                step = _fit_stepper(model, batch, spe)
                 step(1)
             else:
                 step = _hand_stepper(model.distribution, optimizer, batch)
@@ -120,6 +142,44 @@ class TFPWorker(Worker):
             label = f"tfp_flows {mode}"
             self.contenders[label] = {"step": step, "model": model, "optimizer": optimizer}
             out[label] = {"first call (s)": first, "params": train.count_parameters(model)}
+        if self.floor and flow in FLOOR_FLOWS:
+            from benchmarks import floor
+            keras.utils.set_random_seed(0)
+            model = FlowModel(self.build(flow, batch.shape[-1]))
+            model.initialize_from_data(train_x[:1024])
+            step, loss = floor.build_floor(model.distribution, LEARNING_RATE)
+            floor.check_same_loss(model.distribution, loss, batch)  # the same model
+            start = time.perf_counter()
+            step(batch).numpy()
+            first = time.perf_counter() - start
+            self.contenders["tfp_flows floor"] = {
+                "step": timed_steps(lambda x: step(x).numpy(), batch)}
+            out["tfp_flows floor"] = {"first call (s)": first,
+                                      "params": train.count_parameters(model)}
+        return out
+
+    def setup_ffjord(self, trace, dataset):
+        """Our FFJORD (jit_compile=True, adjoint) and tfb.FFJORD (a tf.function: it does not
+        compile under XLA) with `benchmarks/ffjord_speed.py`'s steps, at the shared weights."""
+        import keras
+        import tensorflow as tf
+
+        from benchmarks import ffjord_speed
+        _, _, batch = self.arrays(dataset)
+        batch, seed = tf.constant(batch), tf.constant([1, 2])
+        weights = ffjord_weights(self.data)
+        out = {}
+        for label, jit in (("tfp_flows ffjord", True), ("tfb.FFJORD", False)):
+            net = ffjord_speed.make_net(0, weights)
+            dist = (ffjord_speed.ours(net, trace) if jit else ffjord_speed.theirs(net, trace))
+            step = ffjord_speed.train_step_fn(dist, net, keras.optimizers.Adam(0.0), jit,
+                                              pass_seed=jit)
+            start = time.perf_counter()
+            loss = float(step(batch, seed))
+            out[label] = {"first call (s)": time.perf_counter() - start,
+                          "params": int(sum(w.size for w in weights)), "loss": loss}
+            self.contenders[label] = {
+                "step": timed_steps(lambda x, step=step: step(x, seed).numpy(), batch)}
         return out
 
     def train(self, label, flow, dataset, budget):
@@ -167,14 +227,16 @@ def timed_steps(step, batch):
     return run
 
 
-def _fit_stepper(model, batch):
+def _fit_stepper(model, batch, steps_per_execution=1):
     """Runs `model.fit` for n steps on the fixed batch; returns per-step seconds measured
     between Keras' batch ends (the first step of each call, which builds the iterator, is
-    not counted)."""
+    not counted). With `steps_per_execution = k` (as compiled) Keras runs k steps per call
+    and reports once: each of the n values is then the mean of k steps."""
     import keras
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensors(batch).repeat()
+    k = steps_per_execution
 
     class Timer(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -184,9 +246,9 @@ def _fit_stepper(model, batch):
     def run(n):
         timer = Timer()
         timer.ends = []
-        model.fit(data, steps_per_epoch=n + 1, epochs=1, verbose=0, callbacks=[timer])
+        model.fit(data, steps_per_epoch=(n + 1) * k, epochs=1, verbose=0, callbacks=[timer])
         ends = timer.ends
-        return [b - a for a, b in zip(ends[:-1], ends[1:], strict=True)]
+        return [(b - a) / k for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
     return run
 
@@ -199,6 +261,7 @@ def _hand_stepper(distribution, optimizer, batch, fixed=True):
     layers = keras_owned.find_keras_layers(distribution)
     weights = [w for layer in layers for w in layer.trainable_weights]
     variables = [w.value for w in weights]
+    optimizer.build(weights)  # slots before tracing: one trace, one XLA compile (as `fit`)
 
     @tf.function(jit_compile=True)
     def step(x):
@@ -372,7 +435,91 @@ class ZukoWorker(Worker):
         return {"steps done": steps, "test NLL": nll}
 
 
-WORKER_CLASSES = {"tfp_flows": TFPWorker, "flowjax": FlowjaxWorker, "zuko": ZukoWorker}
+def ffjord_weights(data):
+    return [data[f"ffjord_w{i}"] for i in range(int(data["ffjord_num_weights"]))]
+
+
+class TorchdiffeqWorker(Worker):
+    """FFJORD in PyTorch with torchdiffeq (eager): the same concat-squash field and weights,
+    dopri5 with rtol = atol = 1e-5, adjoint gradients (`odeint_adjoint`), exact trace (one
+    autograd call per dimension) or Hutchinson (one Rademacher probe per step, as ours)."""
+
+    name = "torchdiffeq"
+
+    def __init__(self, data_file):
+        super().__init__(data_file)
+        import torch  # noqa: F401
+        import torchdiffeq  # noqa: F401
+
+    def setup(self, flow, dataset):
+        import math
+
+        import torch
+        import torchdiffeq
+        trace = flow.split("_", 1)[1]
+        _, _, batch = self.arrays(dataset)
+        batch = torch.as_tensor(batch)
+        blocks = [[torch.nn.Parameter(torch.as_tensor(w)) for w in ffjord_weights(self.data)[
+            i:i + 5]] for i in range(0, int(self.data["ffjord_num_weights"]), 5)]
+
+        class Field(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.params = torch.nn.ParameterList([p for block in blocks for p in block])
+                self.noise = None
+
+            def field(self, t, z):
+                h = z
+                for i, (kernel, bias, gate_w, gate_b, shift) in enumerate(blocks):
+                    h = (h @ kernel + bias) * torch.sigmoid(gate_w * t + gate_b) + shift * t
+                    if i < len(blocks) - 1:
+                        h = torch.tanh(h)
+                return h
+
+            def forward(self, t, state):
+                z = state[0]
+                with torch.enable_grad():
+                    z = z.requires_grad_(True)
+                    dz = self.field(t, z)
+                    if trace == "exact":
+                        tr = sum(torch.autograd.grad(dz[:, i].sum(), z, create_graph=True)[0][:, i]
+                                 for i in range(z.shape[-1]))
+                    else:
+                        vjp = torch.autograd.grad(dz, z, self.noise, create_graph=True)[0]
+                        tr = (vjp * self.noise).sum(-1)
+                return dz, tr
+
+        field = Field()
+        optimizer = torch.optim.Adam(field.parameters(), lr=0.0)
+        times = torch.tensor([1.0, 0.0])
+        dim = batch.shape[-1]
+
+        def one(x):
+            optimizer.zero_grad(set_to_none=True)
+            field.noise = torch.randint(0, 2, x.shape).to(x.dtype) * 2 - 1
+            z, delta = torchdiffeq.odeint_adjoint(
+                field, (x, torch.zeros(x.shape[0])), times, rtol=1e-5, atol=1e-5,
+                method="dopri5", adjoint_params=tuple(field.parameters()))
+            z, delta = z[-1], delta[-1]
+            log_prob = -0.5 * (z * z).sum(-1) - 0.5 * dim * math.log(2 * math.pi) + delta
+            loss = -log_prob.mean()
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
+
+        start = time.perf_counter()
+        loss = one(batch)
+        first = time.perf_counter() - start
+        self.contenders["torchdiffeq"] = {"step": timed_steps(one, batch)}
+        count = sum(p.numel() for p in field.parameters())
+        return {"torchdiffeq": {"first call (s)": first, "params": int(count), "loss": loss}}
+
+    def train(self, label, flow, dataset, budget):
+        raise NotImplementedError("torchdiffeq: no equal-budget training (timing only)")
+
+
+WORKER_CLASSES = {"tfp_flows": TFPWorker, "flowjax": FlowjaxWorker, "zuko": ZukoWorker,
+                  "torchdiffeq": TorchdiffeqWorker}
 
 
 def worker_main(name, data_file):
@@ -439,7 +586,7 @@ class Client:
             self.proc.wait(timeout=60)
 
 
-def make_data(path, seed):
+def make_data(path, seed, ffjord_pretrain=None):
     import numpy as np
 
     from tfp_flows import datasets
@@ -451,6 +598,15 @@ def make_data(path, seed):
         out[f"{name}_train"] = train
         out[f"{name}_test"] = np.asarray(split.test, np.float32)
         out[f"{name}_batch"] = train[rng.choice(len(train), BATCH, replace=len(train) < BATCH)]
+    if ffjord_pretrain is not None:  # shared FFJORD weights: ffjord_speed.py's net after its
+        # Hutchinson pretraining (the dynamics, hence the solver's steps, grow in training)
+        import argparse
+
+        from benchmarks import ffjord_speed
+        weights = ffjord_speed.pretrained_weights(
+            argparse.Namespace(seed=0, pretrain=ffjord_pretrain), out["moons_train"])
+        out["ffjord_num_weights"] = np.array(len(weights))
+        out.update({f"ffjord_w{i}": np.asarray(w, np.float32) for i, w in enumerate(weights)})
     np.savez(path, **out)
 
 
@@ -463,7 +619,7 @@ def quartiles(times):
 def run_case(clients, flow, dataset, args):
     rows = {}
     for client in clients:
-        if flow in TFP_ONLY and client.name != "tfp_flows":
+        if client.name not in CASE_WORKERS.get(flow, DISCRETE_WORKERS):
             continue
         try:
             setup = client.ask(cmd="setup", flow=flow, dataset=dataset)
@@ -539,7 +695,12 @@ def main():
     p.add_argument("--budget", type=float, default=0.0,
                    help="wall seconds of training per contender for test NLL (0: skip)")
     p.add_argument("--hand-step", action="store_true",
-                   help="also time a hand-written tf.function(jit_compile=True) step")
+                   help="MAF and RealNVP: also time a hand-written tf.function(jit_compile=True) "
+                        f"step and FlowModel.fit with steps_per_execution={SPE}")
+    p.add_argument("--floor", action="store_true",
+                   help="also time the pure-TF floor (benchmarks/floor.py) for MAF and RealNVP")
+    p.add_argument("--ffjord-pretrain", type=int, default=FFJORD_PRETRAIN,
+                   help="FFJORD is timed at the weights after this many Hutchinson steps")
     p.add_argument("--workers", nargs="+", default=list(WORKERS), choices=WORKERS)
     p.add_argument("--cases", nargs="+", default=None,
                    help="flow/data pairs, e.g. maf/moons nsf/digits (default: all)")
@@ -556,11 +717,13 @@ def main():
                common)
         return
     os.environ["PEERS_HAND_STEP"] = "1" if args.hand_step else "0"
+    os.environ["PEERS_FLOOR"] = "1" if args.floor else "0"
     cases = CASES if args.cases is None else [tuple(c.split("/")) for c in args.cases]
     command = "python benchmarks/peers.py " + " ".join(sys.argv[1:])
     os.makedirs(os.path.join(args.out, "results"), exist_ok=True)
     data_file = os.path.join(args.out, "results", ".peers_data.npz")
-    make_data(data_file, args.seed)
+    ffjord = any(f.startswith("ffjord") for f, _ in cases)
+    make_data(data_file, args.seed, args.ffjord_pretrain if ffjord else None)
     machine = common.machine_line()
     print(machine, "load", os.getloadavg(), flush=True)
     clients = []
@@ -591,6 +754,8 @@ def report(rows, args, command, common):
     plot(rows, os.path.join(args.out, "img", "peers.png"))
     columns = ["flow", "data", "framework", "params", "first call (s)", "s / step", "q1", "q3",
                "vs fastest peer", "load (1 min)"]
+    if any("loss" in r for r in rows):
+        columns.append("loss")
     if any("test NLL" in r for r in rows):
         columns += ["steps done", "test NLL"]
     common.write_results(
@@ -602,7 +767,14 @@ def report(rows, args, command, common):
               "quartiles); 'vs fastest peer' divides by the fastest flowjax / zuko contender "
               "of the same row group. first call: building the step, tracing, compiling and "
               "running one step. 'tfp_flows fit': FlowModel.fit with jit_compile=True; "
-              "'tfp_flows step': a hand-written tf.function(jit_compile=True) step. "
+              "'tfp_flows step': a hand-written tf.function(jit_compile=True) step; "
+              f"'tfp_flows fit spe {SPE}': FlowModel.fit compiled with steps_per_execution="
+              f"{SPE} (Keras runs {SPE} steps per call; s / step = call time / {SPE}). "
+              "'tfp_flows floor': benchmarks/floor.py, the same flow as a hand-written pure-TF "
+              "step (no TFP, no Keras). FFJORD rows (two moons, the weights after "
+              f"{args.ffjord_pretrain} Hutchinson steps, dopri5 rtol = atol = 1e-5, adjoint "
+              "gradients): 'tfp_flows ffjord' jit_compile=True, 'tfb.FFJORD' a tf.function, "
+              "'torchdiffeq' eager PyTorch; loss: the first step's loss (the same weights). "
               "load: the 1-minute load average over the rounds (2 cores, shared machine).")
 
 

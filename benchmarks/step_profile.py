@@ -14,6 +14,11 @@ rounds, all in one process:
 * `FlowModel.fit`: the library's Keras path (`jit_compile=True`), per step between
   Keras' batch ends.
 
+A third build, `floor` (MAF and RealNVP), is `benchmarks/floor.py`: the same
+flow at the same weights as a hand-written pure-TF step (raw matmuls and MADE
+masks, hand-written Adam; no TFP, no Keras), its loss checked equal to the
+library's: what TF and XLA on CPU cost without the library's graph.
+
 It also counts ops: TF graph ops of the traced step (total, `Cast`, `MatMul` /
 `BatchMatMulV2` / `Einsum`) and HLO instructions after XLA's optimisation passes,
 and times the first call (trace + compile + one step).
@@ -22,6 +27,7 @@ and times the first call (trace + compile + one step).
 """
 
 import contextlib
+import json
 import os
 import re
 import sys
@@ -34,8 +40,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
-from benchmarks import common  # noqa: E402
-from benchmarks.peers import _fit_stepper  # noqa: E402
+from benchmarks import common, floor  # noqa: E402
+from benchmarks.peers import _fit_stepper, timed_steps  # noqa: E402
 from tfp_flows import flows  # noqa: E402
 from tfp_flows.bijectors import coupling  # noqa: E402
 from tfp_flows.flows import baselines  # noqa: E402
@@ -44,6 +50,8 @@ from tfp_flows.keras import FlowModel  # noqa: E402
 tfb = tfp.bijectors
 FLOWS = {"maf": ("maf", {}), "real_nvp": ("real_nvp", {}),
          "nsf": ("neural_spline", {"num_bins": 8, "bound": 4.0})}
+FLOOR_VARIANTS = ("floor", "floor+keras adam", "library+hand adam")
+VARIANTS = ("tfp", "one_pass", *FLOOR_VARIANTS)
 
 
 @contextlib.contextmanager
@@ -74,6 +82,7 @@ def build(flow, dim, tfp_classes):
 def functions(dist):
     variables = list(dist.trainable_variables)
     optimizer = keras.optimizers.Adam(0.0)
+    optimizer.build(variables)  # slots before tracing: one trace, one XLA compile (as `fit`)
 
     def loss(x):
         return -tf.reduce_mean(dist.log_prob(x))
@@ -106,19 +115,38 @@ def op_counts(fn, x):
             "HLO fusions": sum(" fusion(" in line for line in instructions)}
 
 
-def profile(flow, dim, x, rounds):
+def floor_functions(dist, x, variant):
+    """The pure-TF floor (benchmarks/floor.py) at the same weights: its step (XLA) and loss;
+    `floor+keras adam` / `library+hand adam`: one half swapped for the library's."""
+    step, loss = floor.build_floor(dist, 0.0, library_loss=variant.startswith("library"),
+                                   keras_adam=variant.endswith("keras adam"))
+    floor.check_same_loss(dist, loss, x)
+    return {"loss jit": loss, "step jit": step}
+
+
+def profile(flow, dim, x, rounds, variants):
     timers, rows = {}, []
-    for variant in ("tfp", "one_pass"):
+    for variant in variants:
+        hand = variant in FLOOR_VARIANTS
+        if hand and flow not in ("maf", "real_nvp"):
+            continue
         dist = build(flow, dim, variant == "tfp")
-        fns = functions(dist)
+        fns = floor_functions(dist, x, variant) if hand else functions(dist)
         row = {"flow": flow, "D": dim, "layers": variant}
+        if not hand:
+            loss = float(fns["loss jit"](x))
+            row["loss at start"] = loss
+            print(f"{flow} D={dim} {variant}: loss at the start weights {loss:.7f}", flush=True)
         for label, fn in fns.items():
             start = time.perf_counter()
             common._block(fn(x))
             if label == "step jit":
                 row["first call (s)"] = time.perf_counter() - start
-            timers[(variant, label)] = fn
+            timers[(variant, label)] = timed_steps(lambda x, fn=fn: common._block(fn(x)), x)
         row.update(op_counts(fns["step jit"], x))
+        rows.append(row)
+        if hand:
+            continue
         model = FlowModel(build(flow, dim, variant == "tfp"))
         model.compile(keras.optimizers.Adam(0.0), jit_compile=True)
         fit = _fit_stepper(model, x)
@@ -126,27 +154,27 @@ def profile(flow, dim, x, rounds):
         fit(1)
         row["fit first call (s)"] = time.perf_counter() - start
         timers[(variant, "FlowModel.fit")] = fit
-        rows.append(row)
     times = {key: [] for key in timers}
     for _ in range(rounds):
-        for key, fn in timers.items():
-            if key[1] == "FlowModel.fit":
-                times[key] += fn(3)
-                continue
-            for _ in range(3):
-                start = time.perf_counter()
-                common._block(fn(x))
-                times[key].append(time.perf_counter() - start)
+        for key, run in timers.items():
+            times[key] += run(3)
     for row in rows:
         for (variant, label), record in times.items():
             if variant == row["layers"]:
                 row[f"{label} (ms)"] = 1e3 * float(np.median(record))
-        row["backward share"] = 1 - row["loss jit (ms)"] / row["grad jit (ms)"]
+        if "grad jit (ms)" in row:
+            row["backward share"] = 1 - row["loss jit (ms)"] / row["grad jit (ms)"]
+            row["fit / step jit"] = row["FlowModel.fit (ms)"] / row["step jit (ms)"]
         row["load"] = os.getloadavg()[0]
         print(row, flush=True)
-    base, new = rows
-    new["step jit speed-up"] = base["step jit (ms)"] / new["step jit (ms)"]
-    new["fit speed-up"] = base["FlowModel.fit (ms)"] / new["FlowModel.fit (ms)"]
+    by = {row["layers"]: row for row in rows}
+    if "tfp" in by and "one_pass" in by:
+        base, new = by["tfp"], by["one_pass"]
+        new["step jit speed-up"] = base["step jit (ms)"] / new["step jit (ms)"]
+        new["fit speed-up"] = base["FlowModel.fit (ms)"] / new["FlowModel.fit (ms)"]
+    if "floor" in by:
+        for row in by.values():
+            row["step / floor"] = row["step jit (ms)"] / by["floor"]["step jit (ms)"]
     return rows
 
 
@@ -155,25 +183,44 @@ def main():
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--flows", nargs="+", default=list(FLOWS), choices=list(FLOWS))
     p.add_argument("--dims", nargs="+", type=int, default=[2, 64])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--append", action="store_true",
+                   help="add to (or replace rows of) the existing results instead of starting anew")
     args = p.parse_args()
     command = "python benchmarks/step_profile.py " + " ".join(sys.argv[1:])
-    rows = []
+    path = os.path.join(args.out, "results", "step_profile.md")
+    rows, commands = [], [command]
+    if args.append and os.path.exists(os.path.splitext(path)[0] + ".json"):
+        with open(os.path.splitext(path)[0] + ".json") as f:
+            saved = json.load(f)
+        rows, commands = saved["rows"], saved["command"].split("\n") + [command]
     for dim in args.dims:
         x = tf.constant(np.random.default_rng(args.seed).standard_normal((512, dim)), tf.float32)
         for flow in args.flows:
-            rows += profile(flow, dim, x, args.rounds)
+            new = profile(flow, dim, x, args.rounds, args.variants)
+            keys = {(r["flow"], r["D"], r["layers"]) for r in new}
+            rows = [r for r in rows if (r["flow"], r["D"], r["layers"]) not in keys] + new
+            write(path, "\n".join(commands), rows, args.rounds)  # a killed run loses little
+
+
+def write(path, command, rows, rounds):
     columns = ["flow", "D", "layers", "loss jit (ms)", "grad jit (ms)", "step jit (ms)",
-               "step graph (ms)", "FlowModel.fit (ms)", "backward share", "step jit speed-up",
-               "fit speed-up", "first call (s)", "fit first call (s)", "graph ops", "Cast ops",
-               "matmul ops", "HLO instructions", "HLO dots", "HLO fusions", "load"]
+               "step graph (ms)", "FlowModel.fit (ms)", "fit / step jit", "backward share",
+               "step jit speed-up", "fit speed-up", "step / floor", "first call (s)",
+               "fit first call (s)", "graph ops", "Cast ops", "matmul ops", "HLO instructions",
+               "HLO dots", "HLO fusions", "load"]
     common.write_results(
-        os.path.join(args.out, "results", "step_profile.md"),
+        path,
         "Where a training step goes (tfp_flows, batch 512, 5 layers, hidden (64, 64))",
         command, rows, columns,
-        notes=f"Medians of {args.rounds} interleaved rounds of 3 calls each, one process. "
+        notes=f"Medians of {rounds} interleaved rounds of 3 calls each, one process. "
               "'layers = tfp': TFP's tfb.RealNVP / tfb.MaskedAutoregressiveFlow (conditioner "
               "evaluated for the map and again for the log-det); 'one_pass': "
-              "tfp_flows.bijectors.one_pass. backward share = 1 - loss / (loss + grad) time. "
+              "tfp_flows.bijectors.one_pass; 'floor': benchmarks/floor.py, a hand-written "
+              "pure-TF step (raw matmuls and masks, hand-written Adam; no TFP, no Keras) at the "
+              "same weights, same loss; 'floor+keras adam': its loss with keras.optimizers.Adam; "
+              "'library+hand adam': the library's loss with the hand-written Adam. "
+              "backward share = 1 - loss / (loss + grad) time. "
               "Op counts are of the full Adam step: TF graph ops before XLA, HLO instructions "
               "after XLA's optimisation (dots = matrix products that survive XLA's CSE).")
 

@@ -37,7 +37,7 @@ from tfp_flows.bijectors.lu_linear import lu_parameters
 from tfp_flows.bijectors.spline import StableRationalQuadraticSpline, spline_parameters
 from tfp_flows.internal import keras_owned, validation
 from tfp_flows.internal.math import soft_clamp
-from tfp_flows.nets.mlp import MLP, Parameters
+from tfp_flows.nets.mlp import MLP, Parameters, dense
 
 tfb = tfp.bijectors
 
@@ -261,12 +261,12 @@ class FunnelLinear(KerasBijector):
                              f"shape [..., {self.conditional_size}].")
         c = tf.convert_to_tensor(conditional_input, self.dtype)
         x_minus = c[..., :self._num_tiles * self._conditional_size]
-        off = tf.einsum("...j,ij->...i", self._tiles(x_minus, self._conditional_size),
-                        self._params.variable("kernel"))
+        off = dense(self._tiles(x_minus, self._conditional_size),
+                    self._params.variable("kernel"), transpose_kernel=True)
         off = off + self._params.variable("bias")
         if self._extra:
-            extra = tf.einsum("...j,ji->...i", c[..., self._num_tiles * self._conditional_size:],
-                              self._params.variable("condition_kernel"))
+            extra = dense(c[..., self._num_tiles * self._conditional_size:],
+                          self._params.variable("condition_kernel"))
             off = off + self._tiles(extra, self._event_size)
         return tf.broadcast_to(off, tf.broadcast_dynamic_shape(tf.shape(off), tf.shape(like)))
 

@@ -127,15 +127,21 @@ class StableRationalQuadraticSpline(tfb.RationalQuadraticSpline):
         kx, ky, kd = (tf.broadcast_to(k, shape) for k in (kx, ky, kd))
         t_in = tf.broadcast_to(t_in, shape[:-1])
         knots = ky if use_y else kx
-        idx = tf.searchsorted(knots[..., :-1], t_in[..., tf.newaxis], side="right") - 1
-        idx = tf.clip_by_value(idx, 0, tf.shape(knots)[-1] - 2)
-        rank = idx.shape.rank
+        # The bin: the number of interior knots <= t (t_in is inside the interval), the
+        # same index as `searchsorted(knots[..., :-1], t, side="right") - 1`. Its knots
+        # are picked by one-hot masks, not `tf.gather`: a gather's gradient is a scatter,
+        # which XLA on CPU runs serially; a masked sum's gradient is a product.
+        idx = tf.reduce_sum(tf.cast(t_in[..., tf.newaxis] >= knots[..., 1:-1], tf.int32),
+                            axis=-1, keepdims=True)
+        positions = tf.range(tf.shape(knots)[-1])
+        lower = tf.cast(tf.equal(idx, positions), dtype)
+        upper = tf.cast(tf.equal(idx + 1, positions), dtype)
 
-        def at(params, i):
-            return tf.gather(params, i, axis=-1, batch_dims=rank - 1)[..., 0]
+        def at(params, mask):
+            return tf.reduce_sum(params * mask, axis=-1)
 
-        bins = {"x0": at(kx, idx), "x1": at(kx, idx + 1), "y0": at(ky, idx),
-                "y1": at(ky, idx + 1), "d0": at(kd, idx), "d1": at(kd, idx + 1)}
+        bins = {"x0": at(kx, lower), "x1": at(kx, upper), "y0": at(ky, lower),
+                "y1": at(ky, upper), "d0": at(kd, lower), "d1": at(kd, upper)}
         bins["w"], bins["h"] = bins["x1"] - bins["x0"], bins["y1"] - bins["y0"]
         bins["s"] = bins["h"] / bins["w"]
         return bins, t_in, tf.broadcast_to(out, tf.shape(t_in))

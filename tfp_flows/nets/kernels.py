@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_flows.internal import validation
+from tfp_flows.nets.mlp import dense
 
 KERNELS = ("squared_exponential", "matern32", "matern52")
 _ALIASES = {"se": "squared_exponential", "rbf": "squared_exponential",
@@ -47,7 +48,7 @@ def canonical_kernel(kernel):
 def squared_distances(u, points):
     """`||u_i - w_n||^2` for `u: [..., p]`, `points: [N, p]`, as `[..., N]` (clamped >= 0)."""
     # The expanded form is one matmul; cancellation can make it slightly negative.
-    cross = tf.einsum("...p,np->...n", u, points)
+    cross = dense(u, points, transpose_kernel=True)
     d2 = (tf.reduce_sum(u * u, axis=-1, keepdims=True) - 2.0 * cross
           + tf.reduce_sum(points * points, axis=-1))
     return tf.maximum(d2, 0.0)
@@ -226,7 +227,7 @@ class KernelMachine(_InitializedOnce, keras.layers.Layer):
         """`k(W, u) [a_s, a_t]`: the raw log-scale and shift `[..., 2 * output_units]`."""
         k = self.features(u, points)
         a = tf.concat([self.a_s.value, self.a_t.value], axis=-1)
-        out = tf.einsum("...n,nm->...m", k, a)
+        out = dense(k, a)
         return out[..., :self.output_units], out[..., self.output_units:]
 
     def get_config(self):

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_flows.internal import validation
-from tfp_flows.nets.mlp import check_condition, concat_condition
+from tfp_flows.nets.mlp import check_condition, concat_condition, dense
 
 
 def made_degrees(event_size, hidden_units, input_order="left-to-right"):
@@ -90,7 +90,7 @@ class MADE(keras.layers.Layer):
                 mask = tf.concat([mask, tf.ones([self.conditional_size, mask.shape[1]],
                                                 kernel.dtype)], axis=0)
                 h = concat_condition(h, conditional_input)
-            h = tf.einsum("...i,ij->...j", h, kernel * mask) + bias
+            h = dense(h, kernel * mask) + bias
             if i < len(self.kernels) - 1:
                 h = self._act(h)
         shape = tf.concat([tf.shape(h)[:-1], [self.event_size, self.params]], 0)

@@ -1,8 +1,8 @@
 """Dense conditioner networks and a parameter holder, written for any input rank.
 
 Keras' `Dense` insists on rank >= 2 inputs; bijectors must accept inputs of
-shape `[..., D]` including `[D]`, so these layers contract the last axis with
-`einsum` themselves.
+shape `[..., D]` including `[D]`, so these layers contract the last axis
+themselves, with `dense`: one rank-2 matmul whatever the input's rank.
 """
 
 import keras
@@ -11,6 +11,25 @@ import tensorflow as tf
 from tfp_flows.internal import validation
 
 _ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus", "sigmoid")
+
+
+def dense(x, kernel, transpose_kernel=False):
+    """`x @ kernel` over the last axis of `x` (`[..., I] x [I, J] -> [..., J]`; with
+    `transpose_kernel`, `kernel` is `[J, I]`), as one rank-2 `tf.matmul`.
+
+    Not `tf.einsum("...i,ij->...j")`: its gradient with respect to the kernel is
+    formed per row, as the outer products `x_b^T g_b` (a `[batch, I, J]` tensor), and
+    then summed over the batch; XLA on CPU runs that as an elementwise loop instead
+    of a matrix product. Measured on a 5-layer RealNVP, 64-D, batch 512: the einsum
+    step took 2.5 times a hand-written one (docs/performance.md). A rank-2 input
+    (the usual case) is not reshaped.
+    """
+    if x.shape.rank == 2:
+        return tf.matmul(x, kernel, transpose_b=transpose_kernel)
+    width = kernel.shape[0] if transpose_kernel else kernel.shape[-1]
+    flat = tf.reshape(x, [-1, tf.shape(x)[-1]])
+    out = tf.matmul(flat, kernel, transpose_b=transpose_kernel)
+    return tf.reshape(out, tf.concat([tf.shape(x)[:-1], [width]], 0))
 
 
 def check_condition(layer, conditional_input):
@@ -93,7 +112,7 @@ class MLP(keras.layers.Layer):
         h = concat_condition(inputs, conditional_input)
         num_hidden = len(self.hidden_units)
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
-            out = tf.einsum("...i,ij->...j", h, kernel) + bias
+            out = dense(h, kernel) + bias
             if i == num_hidden:
                 return out
             out = self._act(out)
