@@ -145,3 +145,17 @@ def test_bad_model_and_counting_errors():
 def test_mean_of_batches():
     x = np.arange(10, dtype=np.float32)[:, None]
     assert evaluation.mean_of_batches(lambda t: t[:, 0] * 2, x, batch_size=3) == 9.0
+
+
+def test_log_prob_values_reuses_one_compiled_function_per_model():
+    model = FlowModel(real_nvp(2, **TINY))
+    x = _data(300)
+    first, kind = evaluation.log_prob_values(model, x, batch_size=128)
+    fn = evaluation._batched_log_prob(model.distribution, {}, False)
+    traces = fn.experimental_get_tracing_count()
+    again, _ = evaluation.log_prob_values(model, x, batch_size=128)
+    assert kind == "exact"
+    np.testing.assert_array_equal(first, again)
+    assert evaluation._batched_log_prob(model.distribution, {}, False) is fn
+    assert fn.experimental_get_tracing_count() == traces  # no new trace on the second call
+    assert evaluation._batched_log_prob(model.distribution, {}, True) is not fn  # jit: its own

@@ -10,6 +10,8 @@ that mean (the test NLL). `mean_of_batches` batches any other callable
 (e.g. a peer implementation a benchmark compares against).
 """
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -51,8 +53,7 @@ def log_prob_values(model, x, num_samples=100, seed=0, batch_size=None, conditio
     extra = dict(log_prob_kwargs)
     if sampled:
         extra["num_samples"] = validation.positive_int(num_samples, "num_samples")
-    fn = tf.function(lambda xb, cb, s: contract.log_prob(dist, xb, cb, seed=s, **extra),
-                     reduce_retracing=True, jit_compile=jit_compile, autograph=False)
+    fn = _batched_log_prob(dist, extra, jit_compile)
     values = []
     for i, start in enumerate(range(0, len(x), batch_size)):
         xb = tf.constant(x[start:start + batch_size], dtype=dist.dtype)
@@ -61,6 +62,27 @@ def log_prob_values(model, x, num_samples=100, seed=0, batch_size=None, conditio
         values.append(np.asarray(fn(xb, cb, tf.constant([seed, i], tf.int32))))
     out = np.concatenate(values) if values else np.zeros([0])
     return out, contract.describe_kind(kind, num_samples if sampled else None)
+
+
+# One compiled `log_prob` per (distribution, options): repeated evaluations of the same model
+# (e.g. after every epoch) reuse its trace instead of building a new tf.function each time.
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def _batched_log_prob(dist, extra, jit_compile):
+    """The `tf.function` computing `contract.log_prob(dist, x, c, seed=s, **extra)`, cached."""
+    def build():
+        return tf.function(lambda xb, cb, s: contract.log_prob(dist, xb, cb, seed=s, **extra),
+                           reduce_retracing=True, jit_compile=jit_compile, autograph=False)
+    try:
+        key = (bool(jit_compile), tuple(sorted(extra.items())))
+        hash(key)
+        per_dist = _COMPILED.setdefault(dist, {})
+    except TypeError:  # unhashable options or a distribution without weak references
+        return build()
+    if key not in per_dist:
+        per_dist[key] = build()
+    return per_dist[key]
 
 
 def mean_log_prob(model, x, num_samples=100, seed=0, batch_size=None, conditional_input=None,
