@@ -56,7 +56,10 @@ def _chain_of(flow_fn, **kwargs):
 BIJECTORS = types.MappingProxyType({
     "act_norm": BijectorCase(lambda dtype: tffb.ActNorm(4, dtype=dtype)),
     "lu_linear": BijectorCase(lambda dtype: tffb.LULinear(4, seed=1, dtype=dtype)),
-    "real_nvp": BijectorCase(_chain_of(flows.real_nvp, num_layers=2, hidden_units=(8,))),
+    # real_nvp's XLA run is slow: real_nvp_conditional below compiles the same couplings
+    # with a routed condition by default.
+    "real_nvp": BijectorCase(_chain_of(flows.real_nvp, num_layers=2, hidden_units=(8,)),
+                             slow_modes=("jit",)),
     # XLA compiles of these cost 15-45 s each on two cores; the same building blocks are
     # compiled under XLA by default-run tests elsewhere, so their jit runs are `slow`.
     "real_nvp_actnorm": BijectorCase(
@@ -96,10 +99,14 @@ BIJECTORS = types.MappingProxyType({
                            dtype=dtype).layers[0], [0.7, -0.4])),
     "kernel_coupling_se": BijectorCase(
         lambda dtype: tffb.KernelCoupling(4, 5, "squared_exponential", seed=1, dtype=dtype)),
+    # The Matern kernels change one elementwise function of the same graph: their XLA runs are
+    # slow (the squared-exponential one and ferumal_shared compile by default).
     "kernel_coupling_matern32": BijectorCase(
-        lambda dtype: tffb.KernelCoupling(4, 5, "matern32", seed=1, dtype=dtype)),
+        lambda dtype: tffb.KernelCoupling(4, 5, "matern32", seed=1, dtype=dtype),
+        slow_modes=("jit",)),
     "kernel_coupling_matern52": BijectorCase(
-        lambda dtype: tffb.KernelCoupling(3, 5, "matern52", seed=1, dtype=dtype), event_size=3),
+        lambda dtype: tffb.KernelCoupling(3, 5, "matern52", seed=1, dtype=dtype), event_size=3,
+        slow_modes=("jit",)),
     # Conditional flows at a fixed condition: the condition is routed through the chain.
     "real_nvp_conditional": BijectorCase(lambda dtype: tffb.FixedConditional(
         flows.real_nvp(4, 2, hidden_units=(8,), conditional_size=2, dtype=dtype).bijector,

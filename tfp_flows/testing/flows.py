@@ -92,8 +92,9 @@ FLOWS = types.MappingProxyType({
                             event_size=3),
     "funnel_slice": FlowCase({"event_size": 3, "latent_size": 2, "num_layers": 2,
                               "num_bins": 4, **_TINY}, event_size=3),
+    # Its XLA step is compiled by default in tests/test_funnel.py (test_fit_under_jit_compile).
     "funnel_mlp": FlowCase({"event_size": 3, "latent_sizes": (2,), "num_bins": 3, **_TINY},
-                           event_size=3, slow_checks=_FAST_FIT),
+                           event_size=3),
     "funnel_conv": FlowCase({"image_shape": (2, 2), "num_layers": 1, "hidden_units": (4,),
                              "decoder_hidden_units": (4,)}, event_size=4),
     "mlp_flow": FlowCase({"event_size": 2, "num_layers": 2, "num_bins": 3}),
