@@ -99,7 +99,8 @@ _OWN_LOOPS = {"augmentation.py": ("initialize_from_data(", ".compile("),
               # each other: the compiled model is the thing measured.
               "guard_overhead.py": ("initialize_from_data(", ".compile("),
               "peers.py": ("initialize_from_data(", ".compile("),
-              "step_profile.py": (".compile(",)}
+              "step_profile.py": (".compile(",),
+              "wrapper_cost.py": ("initialize_from_data(", ".compile(")}
 
 
 @pytest.mark.parametrize("path", sorted([*EXAMPLES.glob("*.py"),
