@@ -117,6 +117,10 @@ def parse_args(argv):
     p.add_argument("--stop-search-at", default=None, metavar="HH:MM",
                    help="UTC time after which no new search run starts (the finals still "
                         "run, on the best configuration found by then)")
+    p.add_argument("--earlier-finals", default=None, metavar="JSON",
+                   help="results JSON of benchmarks/ferumal_toys.py: where the search "
+                        "selects a model's default configuration, its run there is that "
+                        "seed's final (starred)")
     p.add_argument("--no-jit", action="store_true", help="no XLA (faster for tiny budgets)")
     p.add_argument("--tiny-models", action="store_true", help="test-sized models")
     args = p.parse_args(argv)
@@ -362,6 +366,30 @@ def finals(args, pairs):
 
 # --------------------------------------------------------------------------- report
 
+def earlier_finals(args, toy, model, config, have_seeds):
+    """Finals of the *default* configuration from `--earlier-finals` (a ferumal_toys JSON).
+
+    `benchmarks/ferumal_toys.py` trains each model with its defaults (this
+    script's configuration `_config(lr=<default>)`, cosine decay) through the
+    same `ferumal_common` pipeline on the same data seeds, validating every 50
+    steps (one pass over 10,000 points) and restoring the best. When the
+    search selects exactly that configuration, its run at `--final-steps` there
+    counts as this seed's final (marked `earlier` and starred in the table).
+    """
+    if not args.earlier_finals or config != _config(lr=MODELS[model][2]):
+        return []
+    with open(args.earlier_finals) as f:
+        saved = json.load(f)
+    seed = int(re.search(r"--seed (\d+)", saved["command"]).group(1)) \
+        if "--seed" in saved["command"] else 0
+    if seed in have_seeds or args.num_train != 10000 or args.eval_every != 50:
+        return []
+    return [{"seed": seed, "steps": args.final_steps, "test_nll": float(row["test NLL"]),
+             "params": row["params"], "earlier": args.earlier_finals}
+            for row in saved["rows"] if row["data"] == toy and row["model"] == model
+            and row["epochs"] * 50 == args.final_steps]
+
+
 def _describe(config, model):
     text = f"lr {config['lr']:g} {config['schedule']}"
     if model == "ferumal":
@@ -392,14 +420,18 @@ def report(args, argv):
                 continue
             finals = [r for r in runs if r["stage"] == "final" and r["steps"] == args.final_steps
                       and all(r["config"][k] == v for k, v in choice["config"].items())]
-            tests = [r["test_nll"] for r in sorted(finals, key=lambda r: r["seed"])]
+            finals += earlier_finals(args, toy, model, choice["config"],
+                                     {r["seed"] for r in finals})
+            finals.sort(key=lambda r: r["seed"])
+            tests = [r["test_nll"] for r in finals]
             paper = PAPER[toy][0 if model == "ferumal" else 2]
             summary.append({
                 "data": toy, "model": model, "selected": _describe(choice["config"], model),
                 "search runs": sum(r["seed"] == 0 and r["steps"] == args.search_steps
                                    and r["stage"] != "final" for r in runs),
                 "search val NLL": choice["val_nll"],
-                "final seeds": "/".join(str(r["seed"]) for r in finals) or "not run",
+                "final seeds": "/".join(str(r["seed"]) + ("*" if r.get("earlier") else "")
+                                        for r in finals) or "not run",
                 "test NLL per seed": " / ".join(f"{v:.3f}" for v in tests) or "",
                 "test NLL mean": float(np.mean(tests)) if tests else float("nan"),
                 "paper NLL": paper, "params": (finals or [choice])[0].get("params", "")})
@@ -428,7 +460,11 @@ def report(args, argv):
     os.makedirs(args.out, exist_ok=True)
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    notes = (f"Search: {args.search_steps} iterations of batch {BATCH} per configuration "
+    starred = ("* seed 0 is the run of the same (default) configuration in "
+               f"`{args.earlier_finals}` (benchmarks/ferumal_toys.py: same pipeline, data seeds "
+               f"and {args.final_steps} iterations), not rerun here. " if any(
+                   "*" in row["final seeds"] for row in summary) else "")
+    notes = (starred + f"Search: {args.search_steps} iterations of batch {BATCH} per configuration "
              f"(seed 0), selected on validation NLL ({args.num_val} points, measured every "
              f"{args.eval_every} steps, best restored); final: the selected configuration at "
              f"{args.final_steps} iterations (paper: 10,000) per seed, test NLL on "

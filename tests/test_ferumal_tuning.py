@@ -140,3 +140,19 @@ def test_step_schedule_halves_every_quarter():
     assert float(cosine(100)) == pytest.approx(0.05)
     with pytest.raises(ValueError, match="`schedule` must be one of"):
         ferumal_common.learning_rate_schedule(1.0, 100, "linear")
+
+
+def test_earlier_default_run_counts_as_seed_0_final(tmp_path):
+    path = tmp_path / "ferumal_toys.json"
+    path.write_text(json.dumps({"command": "python benchmarks/ferumal_toys.py --steps 10000",
+                                "rows": [{"data": "moons", "model": "glow", "test NLL": 2.4,
+                                          "params": 7, "epochs": 200}]}))
+    args = ferumal_tuning.parse_args(["--earlier-finals", str(path)])
+    default = ferumal_tuning._config(lr=1e-3)
+    found = ferumal_tuning.earlier_finals(args, "moons", "glow", default, {1})
+    assert [(r["seed"], r["test_nll"], r["steps"]) for r in found] == [(0, 2.4, 10000)]
+    assert ferumal_tuning.earlier_finals(args, "moons", "glow", default, {0}) == []
+    tuned = ferumal_tuning._config(lr=1e-3, schedule="step")
+    assert ferumal_tuning.earlier_finals(args, "moons", "glow", tuned, {1}) == []
+    args = ferumal_tuning.parse_args(["--earlier-finals", str(path), "--final-steps", "2500"])
+    assert ferumal_tuning.earlier_finals(args, "moons", "glow", default, {1}) == []
