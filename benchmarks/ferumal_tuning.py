@@ -11,12 +11,12 @@ per layer, 4,824 parameters; Glow 10 steps of (64, 64), 44,260):
 Ferumal flow, stage by stage (each stage keeps the best so far by validation
 NLL and varies one thing; Adam lr 5e-3 with cosine decay until stage 4):
 
-1. `length_scale`: a fixed (not learned) length scale on the coarse grid
-   `--coarse`; then `--fine-points` values between the best and its coarse
-   neighbours (geometric); then `--random-draws` log-uniform draws between
-   the fine neighbours of the best so far. Two more candidates: the best length scale
-   as the *initial* value of a learned one, and the library's default (median
-   heuristic, learned).
+1. `length_scale`: first the library's default (median heuristic, learned)
+   as the reference; then a fixed (not learned) length scale on the coarse
+   grid `--coarse`; then `--fine-points` values between the best and its
+   coarse neighbours (geometric); then `--random-draws` log-uniform draws
+   between the fine neighbours of the best so far; then the best length
+   scale as the *initial* value of a learned one.
 2. Adam `(beta1, beta2)` from `--betas`.
 3. learning rate (`--lr-factors` times the model's default) x decay
    `--schedules` (cosine: to 0.05 lr;
@@ -307,27 +307,28 @@ def _search(args, runner, toy, model):
     steps = args.search_steps
     default_lr = MODELS[model][2]
     if model == "ferumal":
-        stage1 = yield from _runs(runner, [_config(length_scale=ls, learn=False, lr=default_lr)
+        # The library's default first: the reference every tuned setting must beat.
+        stage1 = yield from _runs(runner, [_config(length_scale=None, learn=True,
+                                                   lr=default_lr)], "1e library default", steps)
+        coarse = yield from _runs(runner, [_config(length_scale=ls, learn=False, lr=default_lr)
                                            for ls in args.coarse], "1a coarse", steps)
-        l_best = _best(stage1)["config"]["length_scale"]
+        stage1 += coarse
+        l_best = _best(coarse)["config"]["length_scale"]
         factors, f_lo, f_hi = _fine_factors(args.coarse, l_best, args.fine_points)
         stage1 += yield from _runs(runner, [
             _config(length_scale=float(f"{l_best * f:.4g}"), learn=False, lr=default_lr)
             for f in factors], "1b fine", steps)
-        l_best = _best(stage1)["config"]["length_scale"]
+        l_best = _best(stage1[1:])["config"]["length_scale"]
         rng = np.random.default_rng(list(TOYS).index(toy))
         draws = np.exp(rng.uniform(np.log(l_best * f_lo), np.log(l_best * f_hi),
                                    args.random_draws))
         stage1 += yield from _runs(runner, [
             _config(length_scale=float(f"{d:.4g}"), learn=False, lr=default_lr)
             for d in draws], "1c random", steps)
-        l_best = _best(stage1)["config"]["length_scale"]
+        l_best = _best(stage1[1:])["config"]["length_scale"]
         stage1 += yield from _runs(runner, [_config(length_scale=l_best, learn=True,
                                                     lr=default_lr)],
                                    "1d learned from best", steps)
-        stage1 += yield from _runs(runner, [_config(length_scale=None, learn=True,
-                                                    lr=default_lr)],
-                                   "1e library default", steps)
         best = _best(stage1)
         ls = (best["config"]["length_scale"], best["config"]["learn_length_scale"])
         stage2 = [best] + (yield from _runs(runner, [_config(*ls, betas=b, lr=default_lr)
@@ -418,8 +419,9 @@ def report(args, argv):
             choice = selected(runs, args.search_steps)
             if choice is None:
                 continue
-            finals = [r for r in runs if r["stage"] == "final" and r["steps"] == args.final_steps
-                      and all(r["config"][k] == v for k, v in choice["config"].items())]
+            finals = list({r["seed"]: r for r in reversed(runs)  # the first run of a seed
+                           if r["stage"] == "final" and r["steps"] == args.final_steps
+                           and r["config"] == choice["config"]}.values())
             finals += earlier_finals(args, toy, model, choice["config"],
                                      {r["seed"] for r in finals})
             finals.sort(key=lambda r: r["seed"])

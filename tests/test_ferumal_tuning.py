@@ -33,8 +33,8 @@ def test_protocol_stages_selection_and_resume(tmp_path, monkeypatch):
     summary = ferumal_tuning.main(argv)
     runs = ferumal_tuning.load_runs(out, "pinwheel", "ferumal")
     stages = [r["stage"] for r in runs]
-    assert stages == (["1a coarse"] * 3 + ["1b fine"] * 2 + ["1c random"] * 2
-                      + ["1d learned from best", "1e library default"] + ["2 betas"] * 2
+    assert stages == (["1e library default"] + ["1a coarse"] * 3 + ["1b fine"] * 2
+                      + ["1c random"] * 2 + ["1d learned from best"] + ["2 betas"] * 2
                       + ["3 lr x decay"] * 5 + ["final"] * 2)
     fine = [r["config"]["length_scale"] for r in runs if r["stage"] == "1b fine"]
     assert fine == pytest.approx([10 ** -0.5, 10 ** 0.5], rel=1e-3)  # around the coarse best 1
@@ -78,15 +78,14 @@ def test_tiny_protocol_trains_for_real(tmp_path):
     glow = ferumal_tuning.load_runs(out, "moons", "glow")
     stages = [r["stage"] for r in ferumal]
     # 2 coarse + 1 random + learned-from-best + default + 1 extra betas + 1 StepLR, 2 finals.
-    assert stages == ["1a coarse"] * 2 + ["1c random", "1d learned from best",
-                                          "1e library default", "2 betas", "3 lr x decay",
-                                          "final", "final"]
+    assert stages == ["1e library default"] + ["1a coarse"] * 2 + [
+        "1c random", "1d learned from best", "2 betas", "3 lr x decay", "final", "final"]
     assert [r["stage"] for r in glow] == ["3 lr x decay"] * 2 + ["final"] * 2
     assert all(np.isfinite(r["val_nll"]) and np.isfinite(r["test_nll"]) for r in ferumal + glow)
-    draw = ferumal[2]["config"]["length_scale"]
-    best = min(ferumal[:2], key=lambda r: r["val_nll"])["config"]["length_scale"]
+    draw = ferumal[3]["config"]["length_scale"]
+    best = min(ferumal[1:3], key=lambda r: r["val_nll"])["config"]["length_scale"]
     assert best / np.sqrt(10) <= draw <= best * np.sqrt(10)  # within the best's neighbourhood
-    fixed = ferumal[0]
+    fixed = ferumal[1]
     assert fixed["learned_length_scales"] == pytest.approx([0.3, 0.3])  # not trained
     assert [r["steps"] for r in ferumal[-2:]] == [3, 3] and [r["seed"] for r in ferumal[-2:]] \
         == [0, 1]
