@@ -48,6 +48,7 @@ every configuration tried) and `<out>/ferumal_tuning_length_scale.png`
 """
 # ruff: noqa: I001  (benchmarks.common must set the TF environment before TF is imported)
 
+import hashlib
 import json
 import math
 import os
@@ -204,13 +205,41 @@ class Runner:
                 return r
         if stage != "final" and self.args.stop_search_at and _past(self.args.stop_search_at):
             raise OutOfTime(stage)
+        lock = _lock_path(self.args.out, self.toy, self.model, config, steps, seed)
+        if _locked(lock):  # another process is training this run; it saves it when done
+            print(f"{self.toy}/{self.model} {config} seed {seed}: run by process "
+                  f"{open(lock).read()}; skipped here", flush=True)
+            return None
+        with open(lock, "w") as f:
+            f.write(str(os.getpid()))
         record = {"toy": self.toy, "model": self.model, "stage": stage, "steps": steps,
                   "seed": seed, "config": dict(config)}
-        record.update(train_one(self.args, self.model, config, self.data(seed), steps, seed))
-        self.runs = load_runs(self.args.out, self.toy, self.model) + [record]
-        _save_runs(self.args.out, self.toy, self.model, self.runs)
+        try:
+            record.update(train_one(self.args, self.model, config, self.data(seed), steps,
+                                    seed))
+            self.runs = load_runs(self.args.out, self.toy, self.model) + [record]
+            _save_runs(self.args.out, self.toy, self.model, self.runs)
+        finally:
+            os.remove(lock)
         print({k: v for k, v in record.items() if k not in ("val_curve",)}, flush=True)
         return record
+
+
+def _lock_path(out, toy, model, config, steps, seed):
+    key = json.dumps([config, steps, seed], sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    os.makedirs(os.path.dirname(_runs_path(out, toy, model)), exist_ok=True)
+    return _runs_path(out, toy, model) + f".{digest}.lock"
+
+
+def _locked(lock):
+    """Whether `lock` names a live process (a lock left by a killed run does not count)."""
+    try:
+        with open(lock) as f:
+            os.kill(int(f.read()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 class OutOfTime(Exception):
@@ -299,7 +328,9 @@ def _runs(runner, configs, stage, steps):
     for config in configs:
         if not any(_same(r, config, steps, 0) for r in runner.runs):
             yield
-        out.append(runner.run(config, stage, steps))
+        record = runner.run(config, stage, steps)
+        if record is not None:  # None: another process is running it
+            out.append(record)
     return out
 
 

@@ -1,6 +1,7 @@
 """`benchmarks/ferumal_tuning.py` end to end at a tiny budget, its resume, its argument checks."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -155,3 +156,18 @@ def test_earlier_default_run_counts_as_seed_0_final(tmp_path):
     assert ferumal_tuning.earlier_finals(args, "moons", "glow", tuned, {1}) == []
     args = ferumal_tuning.parse_args(["--earlier-finals", str(path), "--final-steps", "2500"])
     assert ferumal_tuning.earlier_finals(args, "moons", "glow", default, {1}) == []
+
+
+def test_a_run_locked_by_a_live_process_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(ferumal_tuning, "train_one", _fake_train)
+    args = ferumal_tuning.parse_args(["--out", str(tmp_path)])
+    runner = ferumal_tuning.Runner(args, "line", "glow")
+    config = ferumal_tuning._config(lr=1e-3)
+    lock = ferumal_tuning._lock_path(str(tmp_path), "line", "glow", config, 10, 1)
+    with open(lock, "w") as f:
+        f.write(str(os.getpid()))  # alive: this process
+    assert runner.run(config, "final", 10, seed=1) is None
+    with open(lock, "w") as f:
+        f.write("999999999")  # no such process: a killed run's stale lock
+    assert runner.run(config, "final", 10, seed=1)["status"] == "ok"
+    assert not os.path.exists(lock)
