@@ -391,8 +391,13 @@ def finals(args, pairs):
             raise SystemExit(f"no search runs for {toy}/{model} at --search-steps "
                              f"{args.search_steps}: run --stage search first")
     for seed in args.final_seeds:  # every toy's first seed before any second seed
-        for runner in runners.values():
+        for (toy, model), runner in runners.items():
             choice = selected(runner.runs, args.search_steps)
+            earlier = earlier_finals(args, toy, model, choice["config"], set())
+            if any(r["seed"] == seed for r in earlier):
+                print(f"{toy}/{model} seed {seed}: the selected configuration is the default, "
+                      f"run in {args.earlier_finals}; not rerun", flush=True)
+                continue
             runner.run(choice["config"], "final", args.final_steps, seed)
 
 

@@ -171,3 +171,18 @@ def test_a_run_locked_by_a_live_process_is_skipped(tmp_path, monkeypatch):
         f.write("999999999")  # no such process: a killed run's stale lock
     assert runner.run(config, "final", 10, seed=1)["status"] == "ok"
     assert not os.path.exists(lock)
+
+
+def test_finals_skip_the_seed_an_earlier_default_run_covers(tmp_path, monkeypatch):
+    monkeypatch.setattr(ferumal_tuning, "train_one", _fake_train)
+    path = tmp_path / "ferumal_toys.json"
+    path.write_text(json.dumps({"command": "python benchmarks/ferumal_toys.py --steps 10000",
+                                "rows": [{"data": "line", "model": "glow", "test NLL": -1.2,
+                                          "params": 7, "epochs": 200}]}))
+    argv = ["--toys", "line", "--models", "glow", "--out", str(tmp_path), "--lr-factors", "1",
+            "--schedules", "cosine", "--earlier-finals", str(path)]
+    summary = ferumal_tuning.main(argv)
+    runs = ferumal_tuning.load_runs(str(tmp_path), "line", "glow")
+    assert [(r["stage"], r["seed"]) for r in runs] == [("3 lr x decay", 0), ("final", 1)]
+    assert summary[0]["final seeds"] == "0*/1"
+    assert summary[0]["test NLL per seed"].startswith("-1.200 / ")
