@@ -105,6 +105,9 @@ def parse_args(argv):
     p.add_argument("--fine-points", type=int, default=2,
                    help="fine-grid values around the best coarse one (even)")
     p.add_argument("--random-draws", type=int, default=2)
+    p.add_argument("--skip", nargs="+", default=[], choices=("fine", "random", "learned"),
+                   help="Ferumal length-scale steps left out (a stated reduction of the "
+                        "protocol): the fine grid, the random draws, the learned-from-best run")
     p.add_argument("--betas", nargs="+", default=["0.9,0.999", "0.5,0.9", "0.95,0.9999"],
                    help="Adam (beta1, beta2) pairs of stage 2")
     p.add_argument("--lr-factors", type=float, nargs="+", default=[1.0, 0.5, 2.0],
@@ -348,17 +351,17 @@ def _search(args, runner, toy, model):
         factors, f_lo, f_hi = _fine_factors(args.coarse, l_best, args.fine_points)
         stage1 += yield from _runs(runner, [
             _config(length_scale=float(f"{l_best * f:.4g}"), learn=False, lr=default_lr)
-            for f in factors], "1b fine", steps)
+            for f in factors if "fine" not in args.skip], "1b fine", steps)
         l_best = _best(stage1[1:])["config"]["length_scale"]
         rng = np.random.default_rng(list(TOYS).index(toy))
         draws = np.exp(rng.uniform(np.log(l_best * f_lo), np.log(l_best * f_hi),
                                    args.random_draws))
         stage1 += yield from _runs(runner, [
             _config(length_scale=float(f"{d:.4g}"), learn=False, lr=default_lr)
-            for d in draws], "1c random", steps)
+            for d in draws if "random" not in args.skip], "1c random", steps)
         l_best = _best(stage1[1:])["config"]["length_scale"]
         stage1 += yield from _runs(runner, [_config(length_scale=l_best, learn=True,
-                                                    lr=default_lr)],
+                                                    lr=default_lr)] * ("learned" not in args.skip),
                                    "1d learned from best", steps)
         best = _best(stage1)
         ls = (best["config"]["length_scale"], best["config"]["learn_length_scale"])

@@ -186,3 +186,13 @@ def test_finals_skip_the_seed_an_earlier_default_run_covers(tmp_path, monkeypatc
     assert [(r["stage"], r["seed"]) for r in runs] == [("3 lr x decay", 0), ("final", 1)]
     assert summary[0]["final seeds"] == "0*/1"
     assert summary[0]["test NLL per seed"].startswith("-1.200 / ")
+
+
+def test_skip_leaves_out_length_scale_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(ferumal_tuning, "train_one", _fake_train)
+    ferumal_tuning.main(["--toys", "line", "--models", "ferumal", "--out", str(tmp_path),
+                         "--coarse", "0.5", "2", "--skip", "fine", "random", "learned",
+                         "--betas", "0.5,0.9", "--lr-factors", "1", "--stage", "search"])
+    stages = [r["stage"] for r in ferumal_tuning.load_runs(str(tmp_path), "line", "ferumal")]
+    assert stages == ["1e library default", "1a coarse", "1a coarse", "2 betas",
+                      "3 lr x decay"]
