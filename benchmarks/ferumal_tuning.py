@@ -65,6 +65,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfp_flows.keras import NonFiniteLossError  # noqa: E402
@@ -490,7 +491,13 @@ def report(args, argv):
                         label="learned, from l")
             elif r["config"]["learn_length_scale"]:
                 ax.axhline(r["val_nll"], color="C2", ls="--", label="default (median, learned)")
+        glow = selected(load_runs(args.out, toy, "glow"), args.search_steps)
+        if glow is not None:
+            ax.axhline(glow["val_nll"], color="C3", ls=":", label="Glow (selected)")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        if fixed:
+            ax.set_xticks([v[0] for v in fixed], [f"{v[0]:g}" for v in fixed], fontsize=7)
         ax.set_xlabel("length scale l")
         ax.set_ylabel("validation NLL (nats)")
         ax.set_title(f"{toy}, {args.search_steps} steps", fontsize=9)
@@ -509,7 +516,9 @@ def report(args, argv):
              f"(seed 0), selected on validation NLL ({args.num_val} points, measured every "
              f"{args.eval_every} steps, best restored); final: the selected configuration at "
              f"{args.final_steps} iterations (paper: 10,000) per seed, test NLL on "
-             f"{args.num_test} points. Length-scale plot: `{png}`.\n\n"
+             f"{args.num_test} points. Length-scale plot: `{png}`. The runs may come from "
+             "several invocations (e.g. one process per model, a later `--stage final`); every "
+             f"run's record is in `{os.path.join(args.out, 'ferumal_tuning_runs')}/`.\n\n"
              "### Every configuration tried\n\n"
              + common.markdown_table(tried, ["toy", "model", "stage", "seed", "steps",
                                              "configuration", "val NLL", "test NLL",
