@@ -92,9 +92,10 @@ def parse_args(argv):
     p = common.base_parser(__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--toys", nargs="+", default=list(TOYS), choices=list(TOYS))
-    p.add_argument("--stage", choices=("all", "search", "final", "report"), default="all",
-                   help="search, final (needs the search's runs), both (all), or only the "
-                        "report from the runs on disk")
+    p.add_argument("--stage", choices=("all", "search", "final", "reference", "report"),
+                   default="all",
+                   help="search, final (needs the search's runs), both (all), reference (each "
+                        "model's default at --final-steps per seed), or only the report")
     p.add_argument("--search-steps", type=int, default=2000)
     p.add_argument("--final-steps", type=int, default=10000, help="paper: 10,000")
     p.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1])
@@ -405,6 +406,26 @@ def finals(args, pairs):
             runner.run(choice["config"], "final", args.final_steps, seed)
 
 
+def references(args, pairs):
+    """Each model's default configuration at `--final-steps` per seed (the untuned reference)."""
+    for seed in args.final_seeds:
+        for toy, model in pairs:
+            default = _config(lr=MODELS[model][2])
+            if any(r["seed"] == seed for r in earlier_finals(args, toy, model, default, set())):
+                continue
+            Runner(args, toy, model).run(default, "reference (default)", args.final_steps, seed)
+
+
+def _default_tests(args, toy, model, runs):
+    default = _config(lr=MODELS[model][2])
+    found = {r["seed"]: r["test_nll"] for r in reversed(runs)
+             if r["steps"] == args.final_steps and r["config"] == default}
+    for r in earlier_finals(args, toy, model, default, set(found)):
+        found[r["seed"]] = r["test_nll"]
+    return " / ".join(f"{found[k]:.3f}" for k in sorted(found)) or "-", \
+        "/".join(str(k) for k in sorted(found))
+
+
 # --------------------------------------------------------------------------- report
 
 def earlier_finals(args, toy, model, config, have_seeds):
@@ -476,6 +497,8 @@ def report(args, argv):
                                         for r in finals) or "not run",
                 "test NLL per seed": " / ".join(f"{v:.3f}" for v in tests) or "",
                 "test NLL mean": float(np.mean(tests)) if tests else float("nan"),
+                "default test NLL (seeds)": "{} ({})".format(*_default_tests(args, toy, model,
+                                                                            runs)),
                 "paper NLL": paper, "params": (finals or [choice])[0].get("params", "")})
         ferumal_runs = [r for r in load_runs(args.out, toy, "ferumal")
                         if r["stage"].startswith("1") and r["steps"] == args.search_steps
@@ -527,8 +550,8 @@ def report(args, argv):
     common.write_results(path, "Ferumal flow vs Glow on 2-D toys, tuned (the paper's protocol)",
                          "python benchmarks/ferumal_tuning.py " + " ".join(argv), summary,
                          ["data", "model", "selected", "search runs", "search val NLL",
-                          "final seeds", "test NLL per seed", "test NLL mean", "paper NLL",
-                          "params"], notes)
+                          "final seeds", "test NLL per seed", "test NLL mean",
+                          "default test NLL (seeds)", "paper NLL", "params"], notes)
     json_path = os.path.splitext(path)[0] + ".json"
     with open(json_path) as f:
         saved = json.load(f)
@@ -546,6 +569,8 @@ def main(argv=None):
         searches(args, pairs)
     if args.stage in ("all", "final"):
         finals(args, pairs)
+    if args.stage == "reference":
+        references(args, pairs)
     return report(args, argv)
 
 
