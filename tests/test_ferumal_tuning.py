@@ -196,3 +196,21 @@ def test_skip_leaves_out_length_scale_steps(tmp_path, monkeypatch):
     stages = [r["stage"] for r in ferumal_tuning.load_runs(str(tmp_path), "line", "ferumal")]
     assert stages == ["1e library default", "1a coarse", "1a coarse", "2 betas",
                       "3 lr x decay"]
+
+
+def test_reference_stage_trains_the_default_where_no_earlier_run_has_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(ferumal_tuning, "train_one", _fake_train)
+    path = tmp_path / "ferumal_toys.json"
+    path.write_text(json.dumps({"command": "python benchmarks/ferumal_toys.py --steps 10000",
+                                "rows": [{"data": "line", "model": "ferumal", "test NLL": -1.1,
+                                          "params": 7, "epochs": 200}]}))
+    argv = ["--toys", "line", "--models", "ferumal", "--out", str(tmp_path), "--coarse", "0.5",
+            "--skip", "fine", "random", "learned", "--betas", "0.5,0.9", "--lr-factors", "1",
+            "--earlier-finals", str(path)]
+    ferumal_tuning.main(argv)  # selects l 0.5 (fixed): not the default, so both seeds train
+    summary = ferumal_tuning.main([*argv, "--stage", "reference"])
+    runs = ferumal_tuning.load_runs(str(tmp_path), "line", "ferumal")
+    refs = [(r["seed"], r["config"]["length_scale"]) for r in runs if r["stage"].startswith("ref")]
+    assert refs == [(1, None)]  # seed 0 of the default is the earlier run
+    assert summary[0]["default test NLL (seeds)"].startswith("-1.100 / ")
+    assert summary[0]["default test NLL (seeds)"].endswith("(0/1)")
