@@ -9,7 +9,7 @@ the model sizes of `benchmarks/ferumal_toys.py` (Ferumal 4 blocks, N = 200
 per layer, 4,824 parameters; Glow 10 steps of (64, 64), 44,260):
 
 Ferumal flow, stage by stage (each stage keeps the best so far by validation
-NLL and varies one thing; Adam lr 5e-3 with cosine decay until stage 4):
+NLL and varies one thing; Adam lr 5e-3 with cosine decay until stage 3):
 
 1. `length_scale`: first the library's default (median heuristic, learned)
    as the reference; then a fixed (not learned) length scale on the coarse
@@ -37,14 +37,25 @@ Every finished run is appended at once to
 `<out>/ferumal_tuning_runs/<toy>_<model>.json` (configuration, validation
 curve, validation and test NLL, learned length scales, wall time); a rerun of
 the same command skips the runs already there, so a killed run resumes. Two
-processes may run at once on different `--models` / `--toys`. `--stage
+processes may share the work: a run that another live process is training
+(its lock file, next to the runs file) is skipped and left to it. `--stage
 report` (also run at the end of every invocation) writes
 `<out>/ferumal_tuning.md` + `.json` (selected settings, test NLL per seed,
 every configuration tried) and `<out>/ferumal_tuning_length_scale.png`
 (validation NLL vs length scale, per toy).
 
-    python benchmarks/ferumal_tuning.py --models ferumal --search-steps 2000 --out docs/results
-    python benchmarks/ferumal_tuning.py --models glow --search-steps 2000 --out docs/results
+Reductions for a small compute budget (each stated in the docs when used):
+`--search-steps` below the final budget; `--stop-search-at HH:MM` (no new
+search run after that UTC time; the finals use the best found so far);
+`--skip fine random learned`; shorter `--betas` / `--lr-factors` lists;
+`--earlier-finals docs/results/ferumal_toys.json` (where a model's default
+is selected, the seed-0 run of `benchmarks/ferumal_toys.py`, same pipeline,
+data and budget, is its seed-0 final). `--stage reference` trains each
+model's default at `--final-steps` on `--final-seeds` (the untuned
+comparison). The commands run for the docs are on docs/ferumal.md ("Toys
+with the paper's tuning protocol"); the full protocol is
+
+    python benchmarks/ferumal_tuning.py --search-steps 10000 --out docs/results
 """
 # ruff: noqa: I001  (benchmarks.common must set the TF environment before TF is imported)
 
