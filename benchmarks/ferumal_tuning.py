@@ -530,8 +530,10 @@ def report(args, argv):
             ax.axhline(glow["val_nll"], color="C3", ls=":", label="Glow (selected)")
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        if fixed:
-            ax.set_xticks([v[0] for v in fixed], [f"{v[0]:g}" for v in fixed], fontsize=7)
+        ticks = sorted({r["config"]["length_scale"] for r in ferumal_runs  # grid values only:
+                        if r["stage"] in ("1a coarse", "1b fine")})   # random draws crowd them
+        if ticks:
+            ax.set_xticks(ticks, [f"{v:g}" for v in ticks], fontsize=7)
         ax.set_xlabel("length scale l")
         ax.set_ylabel("validation NLL (nats)")
         ax.set_title(f"{toy}, {args.search_steps} steps", fontsize=9)
