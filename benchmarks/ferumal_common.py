@@ -2,8 +2,9 @@
 
 Every model is a registered flow trained by the library's pipeline
 (`tfp_flows.keras.train.fit`: data-dependent initialisation, then `model.fit`)
-with Adam and a cosine-decayed learning rate; with a patience, the best
-validation epoch is restored (early stopping), for every model alike.
+with Adam and a decayed learning rate (cosine by default, or StepLR); with a
+patience, the best validation epoch is restored (early stopping), for every
+model alike.
 """
 # ruff: noqa: I001  (benchmarks.common must set the TF environment before TF is imported)
 
@@ -31,9 +32,31 @@ def train(flow, flow_kwargs, x_train, x_val, steps, batch_size, lr, patience=Non
     return result.model, result.seconds, result.epochs_run
 
 
+SCHEDULES = ("cosine", "step")
+STEP_DECAY_RATE = 0.5
+"""StepLR: the learning rate is multiplied by this every quarter of the run."""
+
+
+def learning_rate_schedule(lr, total_steps, schedule="cosine"):
+    """The decayed learning rate of `train_result` over `total_steps` optimiser steps.
+
+    `"cosine"`: cosine decay from `lr` to `0.05 lr`
+    (`keras.optimizers.schedules.CosineDecay`, `alpha=0.05`). `"step"` (PyTorch's
+    StepLR): `lr * STEP_DECAY_RATE ** floor(step / (total_steps / 4))`, i.e. halved
+    after each quarter of the run, ending at `lr / 8`.
+    """
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(lr, total_steps, alpha=0.05)
+    if schedule == "step":
+        return keras.optimizers.schedules.ExponentialDecay(
+            lr, max(1, total_steps // 4), STEP_DECAY_RATE, staircase=True)
+    raise ValueError(f"`schedule` must be one of {SCHEDULES}; got {schedule!r}.")
+
+
 def train_result(flow, flow_kwargs, x_train, x_val, steps, batch_size, lr, patience=None, seed=0,
                  jit_compile=False, steps_per_execution=1, validation_batch_size=None,
-                 eval_every=None, objective=None, callbacks=()):
+                 eval_every=None, objective=None, callbacks=(), schedule="cosine",
+                 beta_1=0.9, beta_2=0.999):
     """As `train`, returning the whole `tfp_flows.keras.train.TrainResult`.
 
     With `eval_every` (steps), an "epoch" is `eval_every` optimiser steps
@@ -42,12 +65,15 @@ def train_result(flow, flow_kwargs, x_train, x_val, steps, batch_size, lr, patie
     `eval_every` at most one pass), so the validation NLL is measured every
     `eval_every` steps; otherwise an epoch is a full pass over `x_train`.
     `objective` goes to `fit` (None: maximum likelihood), `callbacks` too.
+    `schedule` (`"cosine"` or `"step"`, see `learning_rate_schedule`) decays
+    `lr`; `beta_1`, `beta_2` are Adam's.
     """
     steps_per_epoch = eval_every or max(1, int(np.ceil(len(x_train) / batch_size)))
     epochs = max(1, int(np.ceil(steps / steps_per_epoch)))
-    schedule = keras.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch, alpha=0.05)
+    rate = learning_rate_schedule(lr, epochs * steps_per_epoch, schedule)
+    optimizer = keras.optimizers.Adam(rate, beta_1=beta_1, beta_2=beta_2)
     return fit(flow, x_train, x_val, flow_kwargs=flow_kwargs, seed=seed, objective=objective,
-               learning_rate=schedule, batch_size=batch_size, epochs=epochs,
+               optimizer=optimizer, batch_size=batch_size, epochs=epochs,
                steps_per_epoch=eval_every, jit_compile=jit_compile,
                steps_per_execution=steps_per_execution,
                validation_batch_size=validation_batch_size, patience=patience,
