@@ -173,12 +173,18 @@ def test_a_run_locked_by_a_live_process_is_skipped(tmp_path, monkeypatch):
     assert not os.path.exists(lock)
 
 
-def test_finals_skip_the_seed_an_earlier_default_run_covers(tmp_path, monkeypatch):
-    monkeypatch.setattr(ferumal_tuning, "train_one", _fake_train)
+def _earlier_finals(tmp_path, model, nll):
+    """A `ferumal_toys.py` results file with one 10,000-step seed-0 row on the line."""
     path = tmp_path / "ferumal_toys.json"
     path.write_text(json.dumps({"command": "python benchmarks/ferumal_toys.py --steps 10000",
-                                "rows": [{"data": "line", "model": "glow", "test NLL": -1.2,
+                                "rows": [{"data": "line", "model": model, "test NLL": nll,
                                           "params": 7, "epochs": 200}]}))
+    return path
+
+
+def test_finals_skip_the_seed_an_earlier_default_run_covers(tmp_path, monkeypatch):
+    monkeypatch.setattr(ferumal_tuning, "train_one", _fake_train)
+    path = _earlier_finals(tmp_path, "glow", -1.2)
     argv = ["--toys", "line", "--models", "glow", "--out", str(tmp_path), "--lr-factors", "1",
             "--schedules", "cosine", "--earlier-finals", str(path)]
     summary = ferumal_tuning.main(argv)
@@ -200,10 +206,7 @@ def test_skip_leaves_out_length_scale_steps(tmp_path, monkeypatch):
 
 def test_reference_stage_trains_the_default_where_no_earlier_run_has_it(tmp_path, monkeypatch):
     monkeypatch.setattr(ferumal_tuning, "train_one", _fake_train)
-    path = tmp_path / "ferumal_toys.json"
-    path.write_text(json.dumps({"command": "python benchmarks/ferumal_toys.py --steps 10000",
-                                "rows": [{"data": "line", "model": "ferumal", "test NLL": -1.1,
-                                          "params": 7, "epochs": 200}]}))
+    path = _earlier_finals(tmp_path, "ferumal", -1.1)
     argv = ["--toys", "line", "--models", "ferumal", "--out", str(tmp_path), "--coarse", "0.5",
             "--skip", "fine", "random", "learned", "--betas", "0.5,0.9", "--lr-factors", "1",
             "--earlier-finals", str(path)]
