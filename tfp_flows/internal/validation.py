@@ -168,3 +168,17 @@ def check_data(x, event_shape, dtype, owner, name="inputs", batch_rank=0, floati
         with tf.control_dependencies([check]):
             x = tf.identity(x)
     return x
+
+
+def check_precision_policy(owner):
+    """Rejects a Keras mixed-precision global policy (flows compute in float32 or float64)."""
+    import keras  # here: the rest of this module does not need Keras
+
+    policy = keras.config.dtype_policy()
+    if policy.compute_dtype not in ("float32", "float64"):
+        raise ValueError(
+            f"{owner}: the Keras dtype policy {policy.name!r} computes in "
+            f"{policy.compute_dtype}; flows need float32 or float64 (log-determinants summed "
+            "over layers in half precision lose the density). Use "
+            "`keras.mixed_precision.set_global_policy('float32')`, and build the flow with "
+            "`dtype='float64'` for double precision.")

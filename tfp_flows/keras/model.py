@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfp_flows.flows import build_flow  # the package: importing it registers every flow
 from tfp_flows.flows.ffjord import with_trace as _with_trace
 from tfp_flows.internal import contract, keras_owned, serialization, tfp_compat, validation
-from tfp_flows.keras import distributed, guard, objectives
+from tfp_flows.keras import distributed, guard, objectives, steps
 
 _OWNER = "FlowModel"
 _FORMS = ("`fit(x)` with `x` of shape [batch, *event_shape] for an unconditional flow; "
@@ -96,7 +96,7 @@ class FlowModel(keras.Model):
     """
 
     def __init__(self, distribution, objective=None, seed=0, validate_args=False, **kwargs):
-        check_precision_policy()
+        validation.check_precision_policy(_OWNER)
         super().__init__(**kwargs)
         if not hasattr(distribution, "log_prob"):
             raise TypeError("`distribution` must be a TFP distribution; "
@@ -121,7 +121,7 @@ class FlowModel(keras.Model):
     @classmethod
     def from_flow(cls, flow, objective=None, seed=0, validate_args=False, **flow_kwargs):
         """Builds a registered flow by name; the model then saves with `model.save`."""
-        check_precision_policy()
+        validation.check_precision_policy(_OWNER)
         model = cls(build_flow(flow, **flow_kwargs), objective=objective, seed=seed,
                     validate_args=validate_args)
         model._flow_spec = {"flow": flow, "flow_kwargs": dict(flow_kwargs)}
@@ -204,6 +204,14 @@ class FlowModel(keras.Model):
     def test_step(self, data):
         """Keras' test step on `data` in any accepted form (as `train_step`)."""
         return super().test_step(self._keras_form(data))
+
+    def make_train_function(self, force=False):
+        """Keras' train function: one compiled call per step where that is equivalent."""
+        steps.make_function(self, "train", force, super().make_train_function)
+
+    def make_test_function(self, force=False):
+        """Keras' test function: one compiled call per step where that is equivalent."""
+        steps.make_function(self, "test", force, super().make_test_function)
 
     def _keras_form(self, data):
         """`(condition, target[, weight])` batches as `({"x": target, "conditional_input":
@@ -432,15 +440,3 @@ def _unpack(inputs):
 def _is_array_like(value):
     # Datasets, generators and Keras' tuple forms are checked per batch, in `call`.
     return isinstance(value, np.ndarray | tf.Tensor)
-
-
-def check_precision_policy(owner=_OWNER):
-    """Rejects a Keras mixed-precision global policy (flows compute in float32 or float64)."""
-    policy = keras.config.dtype_policy()
-    if policy.compute_dtype not in ("float32", "float64"):
-        raise ValueError(
-            f"{owner}: the Keras dtype policy {policy.name!r} computes in "
-            f"{policy.compute_dtype}; flows need float32 or float64 (log-determinants summed "
-            "over layers in half precision lose the density). Use "
-            "`keras.mixed_precision.set_global_policy('float32')`, and build the flow with "
-            "`dtype='float64'` for double precision.")
