@@ -25,7 +25,7 @@ def _weights(model):
     return [w.numpy() for w in model.trainable_weights]
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("jit_compile", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_direct_function_trains_as_keras_own(moons, jit_compile):
     # steps_per_execution=2 makes Keras use its own (iterator-in-graph) function; the
     # same minibatches (no shuffle; 800 rows = 4 batches of 200, an even count) must
