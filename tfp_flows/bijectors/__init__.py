@@ -17,7 +17,12 @@ from tfp_flows.bijectors.funnel_maps import (
 )
 from tfp_flows.bijectors.kernel_coupling import KernelCoupling
 from tfp_flows.bijectors.lu_linear import LULinear
-from tfp_flows.bijectors.permute import block_permutations, random_permutation, reverse_permutation
+from tfp_flows.bijectors.permute import (
+    Permute,
+    block_permutations,
+    random_permutation,
+    reverse_permutation,
+)
 from tfp_flows.bijectors.spline import StableRationalQuadraticSpline
 from tfp_flows.internal.contract import (
     conditional_size,
@@ -42,3 +47,4 @@ __all__ += ["ElementwiseAffine", "ElementwiseSpline", "FunnelLinear"]
 __all__ += ["FFJORD", "FFJORDSolution"]
 __all__ += ["KerasBijector", "keras_layer_name"]
 __all__ += ["StableRationalQuadraticSpline"]
+__all__ += ["Permute"]
