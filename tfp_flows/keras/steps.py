@@ -39,13 +39,16 @@ def direct_step_function(model, step):
                            jit_compile=model.jit_compile)
 
     def function(iterator):
-        # As Keras: empty `tf.experimental.Optional`s in a batch (e.g. no sample weights)
-        # are None to the step.
-        data = tf.nest.map_structure(
-            lambda item: None if isinstance(item, tf.experimental.Optional) else item,
-            next(iterator))
-        return compiled(data)
+        spec = _without_optionals(iterator.element_spec)
+        if spec != function.spec:
+            # Trace for the dataset's element spec (batch size unknown, as in Keras' own
+            # function): shape checks see what they see there, and a partial last batch
+            # reuses the trace (XLA still compiles once per shape).
+            compiled.get_concrete_function(spec)
+            function.spec = spec
+        return compiled(_without_optionals(next(iterator)))
 
+    function.spec = None
     function.compiled = compiled  # the `tf.function` (e.g. for its tracing count)
     return function
 
@@ -58,3 +61,11 @@ def make_function(model, kind, force, keras_make):
         setattr(model, attribute, direct_step_function(model, getattr(model, f"{kind}_step")))
         if getattr(model, attribute) is None:
             keras_make(force=True)
+
+
+def _without_optionals(structure):
+    """As Keras: empty `tf.experimental.Optional`s in a batch (e.g. no sample weights), and
+    their specs, are None to the step."""
+    return tf.nest.map_structure(
+        lambda item: None if isinstance(item, tf.experimental.Optional | tf.OptionalSpec)
+        else item, structure)
