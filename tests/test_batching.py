@@ -211,3 +211,16 @@ def test_mirrored_strategy_keeps_keras_batching(mirrored_strategy):
         model = _model(lr=None)
     history = model.fit(X, batch_size=32, verbose=0).history
     np.testing.assert_allclose(history["loss"], _nll(model, X), rtol=1e-4)
+
+
+def test_fit_distributed_pads_arrays_the_same_way():
+    from tfp_flows.keras import distributed_data, fit_distributed
+    source = distributed_data.Arrays({"x": X}, 32, True, 0, "x")
+    batches = list(source.global_batches().take(3))
+    assert [tuple(b["x"].shape) for b in batches] == [(32, 2)] * 3
+    assert sum(float(tf.reduce_sum(b["sample_weight"])) for b in batches) == 70
+    model = _model(lr=None)
+    history = fit_distributed(model, X, batch_size=32, epochs=1, verbose=0,
+                              validation_data=(X_VAL,)).history
+    np.testing.assert_allclose(history["loss"], _nll(model, X), rtol=1e-5)
+    np.testing.assert_allclose(history["val_loss"], _nll(model, X_VAL), rtol=1e-5)

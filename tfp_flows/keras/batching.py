@@ -48,7 +48,8 @@ import tensorflow as tf
 
 from tfp_flows.internal import tfp_compat, validation
 
-__all__ = ["evaluation_data", "fit_data", "prediction_data", "test_step", "tracker_weight",
+__all__ = ["check_class_weight", "evaluation_data", "fit_data", "padded_index", "prediction_data",
+           "test_step", "tracker_weight",
            "train_step"]
 
 DEFAULT_BATCH_SIZE = 32
@@ -153,7 +154,7 @@ def _weights(sample_weight, n, dtype):
     return w
 
 
-def _padded(order, n, batch):
+def padded_index(order, n, batch):
     """`order` (a permutation of `n` rows) cut into `[steps, batch]` index batches, the last
     padded with its own rows repeated, and the `[steps, batch]` mask of real rows."""
     steps = -(-n // batch)
@@ -186,7 +187,7 @@ def _in_order(features, sample_weight, batch_size, name):
     n = _rows(features, sample_weight, name)
     batch = min(batch_size, n)
     features = _tensors(features)
-    index, mask = _padded(tf.range(n, dtype=tf.int64), n, batch)
+    index, mask = padded_index(tf.range(n, dtype=tf.int64), n, batch)
     weights = _weights(sample_weight, n, _dtype(features))
     ds = tf.data.Dataset.from_tensor_slices((index, mask)).map(_gather(features, weights))
     return ds.prefetch(tf.data.AUTOTUNE), n
@@ -268,7 +269,7 @@ def _stream(features, sample_weight, batch_size, shuffle, seed):
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(
                 order, tf.stack([tf.constant(seed, tf.int64), p]))
-        return tf.data.Dataset.from_tensor_slices(_padded(order, n, batch))
+        return tf.data.Dataset.from_tensor_slices(padded_index(order, n, batch))
 
     ds = tf.data.Dataset.range(np.iinfo(np.int64).max).flat_map(one_pass)
     return ds.map(_gather(features, weights)).prefetch(tf.data.AUTOTUNE), -(-n // batch)
