@@ -14,7 +14,9 @@ training rows, and reports
 * wall seconds: from the `fit` call to the end of the first epoch (trace, XLA
   compiles, training and validation), the second epoch, and `predict`.
 
-Several code trees are compared in one invocation: each `--code DIR` is put
+The script compiles the model itself rather than through `tfp_flows.keras.train.fit`:
+what it measures is that compiled model (a `FlowModel` subclass counting its
+steps' traces). Several code trees are compared in one invocation: each `--code DIR` is put
 first on the worker's `sys.path` (e.g. an export of the main branch and this
 branch); workers run one at a time in interleaved rounds (flow by flow, code
 tree after code tree), and the parent prints the load average before and after

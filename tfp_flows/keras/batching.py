@@ -49,8 +49,7 @@ import tensorflow as tf
 from tfp_flows.internal import tfp_compat, validation
 
 __all__ = ["check_class_weight", "evaluation_data", "fit_data", "padded_index", "prediction_data",
-           "test_step", "tracker_weight",
-           "train_step"]
+           "test_step", "tracker_weight", "train_step"]
 
 DEFAULT_BATCH_SIZE = 32
 """Keras' batch size for arrays when `batch_size` is None."""
@@ -285,6 +284,7 @@ def evaluation_data(model, x, y, sample_weight, batch_size):
 
 
 def check_class_weight(class_weight):
+    """`class_weight` must be None for a density (rows are weighted by `sample_weight`)."""
     if class_weight is not None:
         raise ValueError("`class_weight` must be None: a density has no classes (weight rows "
                          f"with `sample_weight`); got {class_weight!r}.")
