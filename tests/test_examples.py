@@ -99,6 +99,8 @@ _OWN_LOOPS = {"augmentation.py": ("initialize_from_data(", ".compile("),
               # each other: the compiled model is the thing measured.
               "guard_overhead.py": ("initialize_from_data(", ".compile("),
               "peers.py": ("initialize_from_data(", ".compile("),
+              # Counts the traces and XLA compiles of a FlowModel subclass's own steps.
+              "compile_count.py": (".compile(",),
               "step_profile.py": (".compile(",),
               "wrapper_cost.py": ("initialize_from_data(", ".compile(")}
 

@@ -26,6 +26,15 @@ replicas' shares as weights). `optimizer.apply` in the replica context sums the
 gradients of the `L_r` over all replicas of all workers, once (Keras 3's TF
 optimizer all-reduces them itself); the logged `loss` is `strategy.reduce(SUM)` of
 the `L_r`. A replica with no rows (or zero weight) contributes exactly zero.
+The epoch's `loss` and `val_loss` average the batch losses weighted by their `W`
+(rows, without sample weights): the exact (weighted) mean over the epoch's rows.
+
+Arrays are batched as `FlowModel.fit` batches them (`tfp_flows.keras.batching`):
+a pass whose rows do not divide by the batch size ends in a batch padded to full
+size by repeating its rows with weight 0, so every global batch has one shape
+and each replica's piece keeps its shape (one compile per replica with
+`jit_compile=True`); a `tf.data.Dataset` is used as it comes (batch it with
+`drop_remainder=True` to keep one shape).
 
 #### Determinism across workers
 
@@ -246,12 +255,13 @@ def fit_distributed(model, x=None, y=None, *, batch_size=None, epochs=1, steps_p
       batch_size: global batch size for arrays (default 32), split over all replicas.
       epochs, steps_per_epoch, initial_epoch, shuffle, verbose: as in `keras.Model.fit`.
         Arrays are shuffled by a stateless permutation per epoch, seeded by
-        `model.seed` (if any) and the epoch.
+        `model.seed` (if any) and the epoch; a short last batch is padded with
+        zero-weight rows (see the module docstring).
       callbacks: `keras.callbacks.Callback`s (History, EarlyStopping,
         ModelCheckpoint, BackupAndRestore, ...); the logs hold `loss` (running
-        mean over the epoch's rows) and, with validation, `val_loss`.
+        weighted mean over the epoch's rows) and, with validation, `val_loss`.
       validation_data: `(x_val,)`, `(x_val, y_val[, sample_weight])`, arrays, a dict
-        or a `tf.data.Dataset`; `val_loss` is the row-weighted mean validation loss
+        or a `tf.data.Dataset`; `val_loss` is the weighted mean validation loss
         (minus the mean score for a `FlowModel`: the validation NLL).
 
     Returns:
@@ -354,7 +364,8 @@ def fit_distributed(model, x=None, y=None, *, batch_size=None, epochs=1, steps_p
 
 
 def _evaluate(strategy, test, source):
-    """Row-weighted mean of the global batch losses over one pass of `source`."""
+    """Mean of the global batch losses over one pass of `source`, each weighted by its
+    total sample weight (its rows without weights)."""
     iterator = iter(data_lib.distribute(strategy, source))
     total = rows = 0.0
     steps = source.batches_per_pass if isinstance(source, data_lib.Arrays) else None

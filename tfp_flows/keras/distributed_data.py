@@ -4,7 +4,9 @@ Every worker builds the same sequence of global batches and keeps the pieces of
 its own replicas. A global batch of `n` rows goes to the `N` replicas in
 contiguous pieces of `floor(n / N) + [r < n mod N]` rows (replica `r` by its
 global id), each with `fraction = N W_r / W`, its share of the batch weight
-(see `tfp_flows.keras.distributed`).
+(see `tfp_flows.keras.distributed`). Arrays whose rows do not divide by the batch
+size end each pass in a batch padded with zero-weight rows, as `FlowModel.fit`
+pads them (`tfp_flows.keras.batching`), so the pieces keep one shape.
 """
 
 import keras
@@ -12,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_flows.internal import validation
+from tfp_flows.keras import batching
 
 
 def structure(x, y=None, sample_weight=None):
@@ -30,7 +33,12 @@ def _from_element(*element):
 
 
 class Arrays:
-    """In-memory data: global batches of `batch_size` rows, permuted once per pass."""
+    """In-memory data: global batches of `batch_size` rows, permuted once per pass.
+
+    A pass whose rows do not divide by `batch_size` ends in a batch padded to
+    `batch_size` rows with its own rows at sample weight 0 (`batching.padded_index`),
+    so every global batch, and every replica's piece of it, has one shape.
+    """
 
     def __init__(self, data, batch_size, shuffle, seed, name):
         self.data = tf.nest.map_structure(tf.convert_to_tensor, data)
@@ -43,6 +51,9 @@ class Arrays:
             raise ValueError(f"`{name}` must have at least one row; got 0.")
         self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), int(seed)
         self.batches_per_pass = -(-self.rows // batch_size)
+        self.padded = self.rows > batch_size and self.rows % batch_size != 0
+        if self.padded and "sample_weight" not in self.data:
+            self.data["sample_weight"] = tf.ones([self.rows])
 
     def global_batches(self, start=0):
         """Global batches from the `start`-th on, endlessly (pass `p` permuted by `(seed, p)`)."""
@@ -53,12 +64,22 @@ class Arrays:
             if self.shuffle:
                 seed = tf.stack([tf.constant(self.seed, tf.int64), p])
                 index = tf.random.experimental.stateless_shuffle(index, seed)
+            if self.padded:
+                return tf.data.Dataset.from_tensor_slices(
+                    batching.padded_index(index, n, self.batch_size))
             return tf.data.Dataset.from_tensor_slices(index).batch(self.batch_size)
+
+        def gather(index, mask=None):
+            batch = tf.nest.map_structure(lambda a: tf.gather(a, index), data)
+            if mask is not None:
+                weight = batch["sample_weight"]
+                batch["sample_weight"] = weight * tf.cast(mask, weight.dtype)
+            return batch
 
         first = start // self.batches_per_pass
         ds = tf.data.Dataset.range(first, np.iinfo(np.int64).max).flat_map(one_pass)
         ds = ds.skip(start - first * self.batches_per_pass)
-        return ds.map(lambda i: tf.nest.map_structure(lambda a: tf.gather(a, i), data))
+        return ds.map(gather)
 
 
 class Batches:
@@ -91,7 +112,8 @@ def _replica_pieces(batch, num_replicas, first, local):
             part["sample_weight"] = tf.where(share > 0, part["sample_weight"],
                                              tf.ones_like(part["sample_weight"]))
         fraction = tf.math.divide_no_nan(num_replicas * share, total)
-        return {"data": part, "fraction": fraction, "rows": tf.cast(n, tf.float32)}
+        # What the batch counts for in the epoch's mean loss: its weight (rows if unweighted).
+        return {"data": part, "fraction": fraction, "rows": total}
 
     return tf.data.Dataset.range(local).map(piece)
 

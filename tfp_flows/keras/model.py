@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfp_flows.flows import build_flow  # the package: importing it registers every flow
 from tfp_flows.flows.ffjord import with_trace as _with_trace
 from tfp_flows.internal import contract, keras_owned, serialization, tfp_compat, validation
-from tfp_flows.keras import distributed, guard, objectives, steps
+from tfp_flows.keras import batching, distributed, guard, objectives, steps
 
 _OWNER = "FlowModel"
 _FORMS = ("`fit(x)` with `x` of shape [batch, *event_shape] for an unconditional flow; "
@@ -43,6 +43,10 @@ class FlowModel(keras.Model):
       `{"x": target, "conditional_input": condition}` (no `y`) is equivalent
       and is what `predict` takes (it returns the per-example score
       `log p(target | condition)`).
+    * Arrays (any of these forms) come in batches of one shape, the last padded
+      with zero-weight rows, so each step compiles once; `loss` and `val_loss`
+      are exact means over the real rows; `class_weight` is an error
+      (`tfp_flows.keras.batching`). Datasets are batched as they come.
 
     A missing condition for a conditional flow, or one for an unconditional
     flow, is a `ValueError` naming `conditional_input`; data of the wrong
@@ -149,12 +153,10 @@ class FlowModel(keras.Model):
     def with_trace(self, trace):
         """Switches every FFJORD block to `trace` ('exact' or 'hutchinson'), in place.
 
-        The distribution is rebuilt by `tfp_flows.flows.with_trace` (new
-        `FFJORD` bijectors sharing the trained vector fields, so no weight
-        changes), Keras' compiled train/test/predict functions are discarded
-        (the next `fit` / `evaluate` / `predict`, compiled or not, uses the new
-        trace) and a model built with `from_flow` records `trace` in its
-        config, so it saves and loads with it. Returns the model.
+        The distribution is rebuilt by `tfp_flows.flows.with_trace` (new `FFJORD` bijectors
+        sharing the trained vector fields), Keras' compiled functions are discarded (the next
+        `fit` / `evaluate` / `predict` uses the new trace) and a model built with `from_flow`
+        records `trace` in its config, so it saves and loads with it. Returns the model.
 
         Raises:
           ValueError: the distribution has no FFJORD block, or `trace` is unknown.
@@ -169,8 +171,7 @@ class FlowModel(keras.Model):
     set_trace = with_trace
 
     def _reset_compiled_functions(self):
-        # Keras rebuilds these on the next fit / evaluate / predict (public attributes,
-        # `None` until `make_*_function` runs).
+        # Keras rebuilds these (public attributes, None until `make_*_function` runs).
         self.train_function = None
         self.test_function = None
         self.predict_function = None
@@ -184,10 +185,7 @@ class FlowModel(keras.Model):
             c = self._check_condition(c, batch_rank=1)
             x = self._check_data(x, batch_rank=1)
         optimizer = getattr(self, "optimizer", None)
-        if training and optimizer is not None:
-            step = optimizer.iterations
-        else:
-            step = 0
+        step = optimizer.iterations if training and optimizer is not None else 0
         seed = objectives.seed_for_step(self._seed, step)
         out = self.objective(self._distribution, x, conditional_input=c, seed=seed,
                              training=training)
@@ -198,12 +196,13 @@ class FlowModel(keras.Model):
         return out
 
     def train_step(self, data):
-        """Keras' train step on `data` in any accepted form (`x`, `(x,)`, `(x, c)`, a dict)."""
-        return super().train_step(self._keras_form(data))
+        """Keras' train step on `data` in any accepted form (`x`, `(x,)`, `(x, c)`, a dict);
+        the epoch's loss is weighted by `sum(sample_weight)` (`batching.train_step`)."""
+        return batching.train_step(self, self._keras_form(data))
 
     def test_step(self, data):
         """Keras' test step on `data` in any accepted form (as `train_step`)."""
-        return super().test_step(self._keras_form(data))
+        return batching.test_step(self, self._keras_form(data))
 
     def make_train_function(self, force=False):
         """Keras' train function: one compiled call per step where that is equivalent."""
@@ -249,7 +248,8 @@ class FlowModel(keras.Model):
 
     def fit(self, x=None, y=None, steps_per_epoch=None, **kwargs):
         """`keras.Model.fit`; `fit(condition, target)` for a conditional flow (see the class
-        docstring); for objectives that need no data (reverse KL) `x` may be None."""
+        docstring; array data are padded, `batching`); reverse KL needs no `x`."""
+        batching.check_class_weight(kwargs.get("class_weight"))
         if x is None and not self.objective.needs_data:
             if steps_per_epoch is None:
                 raise ValueError("`steps_per_epoch` is required when fitting without data "
@@ -268,16 +268,12 @@ class FlowModel(keras.Model):
             return distributed.fit_distributed(self, *self._dict_form(x, y),
                                                steps_per_epoch=steps_per_epoch, **kwargs)
         self._build_optimizer()
+        x, y, steps_per_epoch, kwargs = batching.fit_data(self, x, y, steps_per_epoch, kwargs)
         return super().fit(x, y, steps_per_epoch=steps_per_epoch, **kwargs)
 
     def _build_optimizer(self):
-        """Creates the optimizer's slot variables before the first step is traced.
-
-        Keras builds them lazily, inside the first traced train step; `tf.function`
-        then traces (and with `jit_compile`, XLA-compiles) that step a second time
-        once the variables exist. Measured on a 2-layer RealNVP: 2 traces -> 1, the
-        first `fit` call 46 s -> 32 s on a loaded 2-core machine (docs/performance.md).
-        """
+        """Creates the optimizer's slot variables before the first step is traced (Keras
+        builds them inside it: two traces and compiles; docs/performance.md)."""
         optimizer = getattr(self, "optimizer", None)
         if optimizer is not None and not optimizer.built:
             with self.distribute_strategy.scope():
@@ -295,18 +291,26 @@ class FlowModel(keras.Model):
             return x.map(to_dict), None
         return {"x": y, "conditional_input": x}, None
 
-    def evaluate(self, x=None, y=None, *args, **kwargs):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False, **kwargs):
         """`keras.Model.evaluate`; `evaluate(condition, target)` for a conditional flow."""
         if x is not None and self.objective.needs_data:
             self._check_arrays(x, y)
-        return super().evaluate(x, y, *args, **kwargs)
+        if not kwargs.get("_use_cached_eval_dataset"):  # (fit's validation: Keras' own cache)
+            x, y, sample_weight, batch_size = batching.evaluation_data(
+                self, x, y, sample_weight, batch_size)
+        return super().evaluate(x, y, batch_size, verbose, sample_weight, steps, callbacks,
+                                return_dict, **kwargs)
 
-    def predict(self, x, *args, **kwargs):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """`keras.Model.predict`: the per-example score (`log p(x)` for maximum likelihood);
-        a conditional flow takes the dict form `{"x": target, "conditional_input": c}`."""
+        a conditional flow takes the dict form `{"x": target, "conditional_input": c}`.
+        Array data are padded to batches of one shape; only the real rows are returned."""
         if self.objective.needs_data:
             self._check_arrays(x, None)
-        return super().predict(x, *args, **kwargs)
+        x, batch_size, rows = batching.prediction_data(self, x, batch_size)
+        out = super().predict(x, batch_size, verbose, steps, callbacks)
+        return out if rows is None else out[:rows]
 
     def _check_arrays(self, x, y):
         """The data checks on arrays, before Keras slices them (datasets and generators are

@@ -65,7 +65,10 @@ def make_function(model, kind, force, keras_make):
 
 def _without_optionals(structure):
     """As Keras: empty `tf.experimental.Optional`s in a batch (e.g. no sample weights), and
-    their specs, are None to the step."""
-    return tf.nest.map_structure(
-        lambda item: None if isinstance(item, tf.experimental.Optional | tf.OptionalSpec)
-        else item, structure)
+    their specs, are None to the step; so is the spec of a dataset's None component
+    (`NoneTensorSpec`, whose value `next` gives as None)."""
+    def plain(item):
+        if isinstance(item, tf.experimental.Optional | tf.OptionalSpec):
+            return None
+        return None if type(item).__name__ == "NoneTensorSpec" else item
+    return tf.nest.map_structure(plain, structure)
