@@ -235,6 +235,59 @@ def test_ode_net_exact_trace_matches_autodiff(hidden, activation):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("hidden", [(), (5,), (7, 5), (6, 5, 4)])
+def test_ode_net_thin_products_keep_values_and_gradients(monkeypatch, hidden):
+    """The output layer of a low-dimensional field (and `W_2 W_0` in the closed-form
+    trace) uses thin products with hand-written gradients (fast under XLA:CPU): the
+    field, its trace and forward-mode products, and their gradients with respect to
+    `z`, the conditional input and every weight equal those of plain `tf.matmul`."""
+    from tfp_flows.nets import ode_net
+
+    net = testing.perturb_weights(nets.ODENet(3, hidden, "tanh", conditional_size=2,
+                                              dtype="float64"), scale=0.5, seed=4)
+    z, c = _x((2, 4, 3)), _x((2, 4, 2), seed=1)
+    tangents = _x((2, 2, 4, 3), seed=2)
+    t = tf.constant(0.3, tf.float64)
+    sources = [z, c, *(v.value for v in net.trainable_variables)]
+
+    def outputs_and_gradients():
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([z, c])
+            f = net(t, z, conditional_input=c)
+            _, trace = net.exact_trace(t, z, conditional_input=c)
+            _, jv = net.jvp(t, z, tangents, conditional_input=c)
+            outputs = [f, trace, jv]
+            # sin: cotangents that differ across rows and columns.
+            losses = [tf.reduce_sum(tf.sin(o)) for o in outputs]
+        grads = [tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                 for loss in losses]
+        return outputs, grads
+
+    thin_outputs, thin_grads = outputs_and_gradients()
+    monkeypatch.setattr(ode_net, "_THIN", 0)  # every product a plain tf.matmul
+    plain_outputs, plain_grads = outputs_and_gradients()
+    for a, b in zip(thin_outputs, plain_outputs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    for grads_a, grads_b in zip(thin_grads, plain_grads, strict=True):
+        for a, b in zip(grads_a, grads_b, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_thin_matmul_gradient_matches_matmul():
+    from tfp_flows.nets import ode_net
+
+    x, kernel = _x((6, 5)), _x((5, 3), seed=1)
+    weights = _x((6, 3), seed=2)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, kernel])
+        thin = tf.reduce_sum(ode_net._thin_matmul(x, kernel) * weights)
+        plain = tf.reduce_sum(tf.matmul(x, kernel) * weights)
+    for a, b in zip(tape.gradient(thin, [x, kernel]), tape.gradient(plain, [x, kernel]),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(thin, plain, rtol=1e-12)
+
+
 class _ReverseModeOnly(keras.layers.Layer):
     """An ODENet without `jvp`: FFJORD must fall back to vector-Jacobian products."""
 

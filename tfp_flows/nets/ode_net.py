@@ -17,6 +17,54 @@ def _gelu_slope(a, _):
             + a * 0.3989422804014327 * tf.exp(-0.5 * tf.square(a)))
 
 
+# Kernels with at most this many columns (the output layer of a low-dimensional field) take
+# `_thin_matmul`, and `exact_trace` forms `W_2 W_0` over at most this many rows by broadcasting.
+_THIN = 8
+
+
+def _thin_product(a, b):
+    """`a @ b` for a thin `[H, D] x [D, H']` product, `D <= _THIN`: a sum of `D` outer products.
+
+    XLA:CPU runs the dot's gradient `g @ b^T` (a `[H, H'] x [D, H']` product contracting
+    the wide dimension, into a thin `[H, D]` result) far slower than its FLOPs; the
+    broadcast sum's gradients are elementwise products and short reductions.
+    """
+    out = a[:, :1] * b[:1]
+    for d in range(1, int(a.shape[-1])):
+        out = out + a[:, d:d + 1] * b[d:d + 1]
+    return out
+
+
+@tf.custom_gradient
+def _thin_matmul(x, kernel):
+    """`x @ kernel` for a `[H, D]` kernel with `D <= _THIN` columns (the same product).
+
+    The gradients are computed in forms XLA:CPU runs fast. TF's `dy @ kernel^T`
+    (contracting the thin dimension of a transposed operand) and `x^T @ dy` (a
+    thin `[H, D]` result contracted over the batch) are among XLA:CPU's slowest
+    dots: in the adjoint's backward solve each cost about as much as an
+    `[N, H] x [H, H]` product. Here `dx` is a sum of `D` broadcast products
+    (elementwise: it fuses into its consumer) and `dkernel` stacks `D`
+    matrix-vector products (`x^T dy[:, d]`).
+    """
+    def grad(dy):
+        width = int(kernel.shape[-1])
+        dx = dy[:, :1] * kernel[:, 0]
+        for d in range(1, width):
+            dx = dx + dy[:, d:d + 1] * kernel[:, d]
+        dkernel = tf.stack([tf.linalg.matvec(x, dy[:, d], transpose_a=True)
+                            for d in range(width)], axis=1)
+        return dx, dkernel
+
+    return tf.matmul(x, kernel), grad
+
+
+def _matmul(x, kernel):
+    if kernel.shape[-1] is not None and kernel.shape[-1] <= _THIN:
+        return _thin_matmul(x, kernel)
+    return tf.matmul(x, kernel)
+
+
 # name -> (activation, (a, activation(a)) -> activation'(a)); the slope feeds `jvp`.
 _ACTIVATIONS = {
     "tanh": (tf.tanh, lambda a, y: 1.0 - tf.square(y)),
@@ -121,7 +169,7 @@ class ODENet(keras.layers.Layer):
         h = self._inputs(z, conditional_input)
         last = len(self._blocks) - 1
         for i, (kernel, bias) in enumerate(self._folded_weights(t, h.dtype)):
-            h = tf.nn.bias_add(tf.matmul(h, kernel), bias)
+            h = tf.nn.bias_add(_matmul(h, kernel), bias)
             if i < last:
                 h = self._act(h)
         return self._output(h, z)
@@ -151,8 +199,8 @@ class ODENet(keras.layers.Layer):
         last = len(self._blocks) - 1
         for i, (kernel, bias) in enumerate(self._folded_weights(t, h.dtype)):
             # The conditional input's tangent is zero: only z's rows of the first kernel.
-            a = tf.nn.bias_add(tf.matmul(h, kernel), bias)
-            da = tf.matmul(dh, kernel[:self.event_size] if i == 0 else kernel)
+            a = tf.nn.bias_add(_matmul(h, kernel), bias)
+            da = _matmul(dh, kernel[:self.event_size] if i == 0 else kernel)
             if i < last:
                 h = self._act(a)
                 # Static tiling (not broadcasting) keeps the gradient XLA-compilable in loops.
@@ -197,7 +245,7 @@ class ODENet(keras.layers.Layer):
         first = weights[0][0][:self.event_size]  # W_0 on z's rows
         slopes = []
         for i, (kernel, bias) in enumerate(weights):
-            a = tf.nn.bias_add(tf.matmul(h, kernel), bias)
+            a = tf.nn.bias_add(_matmul(h, kernel), bias)
             if i < depth:
                 h = self._act(a)
                 slopes.append(self._slope(a, h))
@@ -207,7 +255,9 @@ class ODENet(keras.layers.Layer):
             diag = tf.reduce_sum(tf.transpose(first) * weights[1][0], axis=1)  # (W_1 W_0)_ii
             trace = tf.linalg.matvec(slopes[0], diag)
         else:
-            q = weights[1][0] * tf.transpose(tf.matmul(weights[2][0], first))
+            product = (_thin_product if self.event_size <= _THIN else tf.matmul)(
+                weights[2][0], first)  # W_2 W_0
+            q = weights[1][0] * tf.transpose(product)
             trace = tf.reduce_sum(tf.matmul(slopes[0], q) * slopes[1], axis=-1)
         return self._output(a, z), tf.reshape(trace, tf.shape(z)[:-1])
 
