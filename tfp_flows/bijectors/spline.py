@@ -90,8 +90,12 @@ def spline_parameters(raw, num_bins, bound):
         return (tf.nn.softmax(p, axis=-1) * (1 - MIN_BIN_FRACTION * k)
                 + MIN_BIN_FRACTION) * interval
 
-    slopes = MIN_SLOPE + (1 - MIN_SLOPE) * tf.nn.softplus(raw[..., 2 * k:] + UNIT_SOFTPLUS_SHIFT)
-    return bins(raw[..., :k]), bins(raw[..., k:2 * k]), slopes
+    # One split, not three slices: the gradient of a split is one concatenation, that of
+    # three slices a sum of three pads, which XLA on CPU fuses with everything upstream
+    # and evaluates for every one of the 3K - 1 outputs (the spline's backward twice over).
+    widths, heights, slopes = tf.split(raw, [k, k, k - 1], axis=-1)
+    slopes = MIN_SLOPE + (1 - MIN_SLOPE) * tf.nn.softplus(slopes + UNIT_SOFTPLUS_SHIFT)
+    return bins(widths), bins(heights), slopes
 
 
 class StableRationalQuadraticSpline(tfb.RationalQuadraticSpline):

@@ -1,0 +1,148 @@
+"""The spline coupling flow at two versions of the library's spline code, side by side.
+
+Builds the NSF coupling flow of `benchmarks/step_profile.py` (5 layers, hidden
+(64, 64), 8 bins on [-4, 4], batch 512, the same perturbed weights) twice in one
+process: once with the working tree's `tfp_flows/bijectors/spline.py` and
+`one_pass.py` ("new") and once with those two files as they are at a git
+revision ("ref", default `main`), loaded from `git show` and swapped in while
+the reference flow is built and traced. For each it prints the loss at the
+start weights (the two must agree to float32 rounding), counts the TF ops and
+HLO instructions / fusions of a jit Adam step, times its first call, and then
+times in interleaved rounds: the forward pass (`loss jit`), forward + backward
+(`grad jit`) and the full hand-written jit Adam step (`step jit`), and
+optionally `FlowModel.fit` (`--fit`). The load average is recorded per row.
+
+    python benchmarks/spline_ab.py --out docs --rounds 10
+"""
+
+import contextlib
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks import common, step_profile  # noqa: E402
+from benchmarks.peers import _fit_stepper, timed_steps  # noqa: E402
+from tfp_flows.bijectors import conditioners, coupling  # noqa: E402
+from tfp_flows.keras import FlowModel  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_at(ref, relpath, name):
+    """The module `relpath` as it is at git revision `ref` (imported under `name`)."""
+    source = subprocess.run(["git", "-C", ROOT, "show", f"{ref}:{relpath}"], check=True,
+                            capture_output=True, text=True).stdout
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    module = importlib.util.module_from_spec(spec)
+    exec(compile(source, f"{ref}:{relpath}", "exec"), module.__dict__)  # noqa: S102
+    return module
+
+
+@contextlib.contextmanager
+def swapped(spline_module, one_pass_module):
+    """The conditioners and couplings use the given spline / one-pass modules meanwhile."""
+    saved = (conditioners.StableRationalQuadraticSpline, conditioners.spline_parameters,
+             coupling.OnePassRealNVP)
+    if spline_module is not None:
+        conditioners.StableRationalQuadraticSpline = spline_module.StableRationalQuadraticSpline
+        conditioners.spline_parameters = spline_module.spline_parameters
+        coupling.OnePassRealNVP = one_pass_module.OnePassRealNVP
+    try:
+        yield
+    finally:
+        (conditioners.StableRationalQuadraticSpline, conditioners.spline_parameters,
+         coupling.OnePassRealNVP) = saved
+
+
+def profile(dim, x, rounds, modules, fit):
+    timers, rows = {}, []
+    for variant, mods in modules.items():
+        with swapped(*mods):
+            dist = step_profile.build("nsf", dim, False)
+            fns = step_profile.functions(dist)
+            row = {"D": dim, "spline code": variant}
+            row["loss at start"] = f"{float(fns['loss jit'](x)):.7f}"
+            for label in ("loss jit", "grad jit", "step jit"):
+                start = time.perf_counter()
+                common._block(fns[label](x))
+                if label == "step jit":
+                    row["step first call (s)"] = time.perf_counter() - start
+                timers[(variant, label)] = timed_steps(
+                    lambda x, fn=fns[label]: common._block(fn(x)), x)
+            row.update(step_profile.op_counts(fns["step jit"], x))
+            if fit:
+                model = FlowModel(step_profile.build("nsf", dim, False))
+                model.compile(keras.optimizers.Adam(0.0), jit_compile=True)
+                run = _fit_stepper(model, x)
+                start = time.perf_counter()
+                run(1)
+                row["fit first call (s)"] = time.perf_counter() - start
+                timers[(variant, "FlowModel.fit")] = run
+        print(f"D={dim} {variant}: loss {row['loss at start']}", flush=True)
+        rows.append(row)
+    times = {key: [] for key in timers}
+    loads = []
+    for _ in range(rounds):
+        for key, run in timers.items():
+            times[key] += run(3)
+        loads.append(os.getloadavg()[0])
+    for row in rows:
+        for (variant, label), record in times.items():
+            if variant == row["spline code"]:
+                row[f"{label} (ms)"] = 1e3 * float(np.median(record))
+                q1, q3 = np.percentile(record, [25, 75])
+                row[f"{label} IQR (ms)"] = f"{1e3 * q1:.3g}-{1e3 * q3:.3g}"
+        row["load"] = f"{min(loads):.2f}-{max(loads):.2f}"
+    ref, new = rows[0], rows[-1]
+    for key in ("loss jit (ms)", "grad jit (ms)", "step jit (ms)", "FlowModel.fit (ms)"):
+        if key in new:
+            new[f"{key.split(' (')[0]} new / ref"] = new[key] / ref[key]
+    print(rows, flush=True)
+    return rows
+
+
+def main():
+    p = common.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--ref", default="main", help="git revision of the reference spline code")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--dims", nargs="+", type=int, default=[2, 64])
+    p.add_argument("--fit", action="store_true", help="also time FlowModel.fit")
+    p.add_argument("--name", default="spline_ab", help="results file name (no extension)")
+    args = p.parse_args()
+    command = "python benchmarks/spline_ab.py " + " ".join(sys.argv[1:])
+    ref = (load_at(args.ref, "tfp_flows/bijectors/spline.py", "ref_spline"),
+           load_at(args.ref, "tfp_flows/bijectors/one_pass.py", "ref_one_pass"))
+    modules = {f"ref ({args.ref})": ref, "new (working tree)": (None, None)}
+    rows = []
+    for dim in args.dims:
+        x = tf.constant(np.random.default_rng(args.seed).standard_normal((512, dim)), tf.float32)
+        rows += profile(dim, x, args.rounds, modules, args.fit)
+    columns = ["D", "spline code", "loss at start", "loss jit (ms)", "grad jit (ms)",
+               "step jit (ms)", "step jit IQR (ms)", "FlowModel.fit (ms)", "loss jit new / ref",
+               "grad jit new / ref", "step jit new / ref", "FlowModel.fit new / ref",
+               "step first call (s)", "fit first call (s)", "graph ops", "Cast ops",
+               "HLO instructions", "HLO fusions", "load"]
+    columns = [c for c in columns if any(c in r for r in rows)]
+    common.write_results(
+        os.path.join(args.out, "results", f"{args.name}.md"),
+        "NSF coupling flow: the spline code at a git revision against the working tree",
+        command, rows, columns,
+        notes=f"Batch 512, 5 layers, hidden (64, 64), 8 bins on [-4, 4], the perturbed start "
+              f"weights of benchmarks/step_profile.py, both versions in one process. Medians "
+              f"(and quartiles) of {args.rounds} interleaved rounds of 3 calls each; 'step jit' "
+              "is a hand-written tf.function(jit_compile=True) Adam step; op counts are of it "
+              "(TF graph ops before XLA, HLO instructions after XLA's optimisation). First "
+              "calls (trace + XLA compile + one step) are measured once each, so noisy. "
+              "'load' is the range of the 1-minute load average over the rounds (2 cores).")
+
+
+if __name__ == "__main__":
+    main()
