@@ -30,7 +30,8 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import common, step_profile  # noqa: E402
 from benchmarks.peers import _fit_stepper, timed_steps  # noqa: E402
-from tfp_flows.bijectors import conditioners, coupling  # noqa: E402
+from tfp_flows import flows  # noqa: E402
+from tfp_flows.bijectors import conditioners, coupling, funnel_maps  # noqa: E402
 from tfp_flows.keras import FlowModel  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,17 +50,52 @@ def load_at(ref, relpath, name):
 @contextlib.contextmanager
 def swapped(spline_module, one_pass_module):
     """The conditioners and couplings use the given spline / one-pass modules meanwhile."""
-    saved = (conditioners.StableRationalQuadraticSpline, conditioners.spline_parameters,
+    names = ("StableRationalQuadraticSpline", "spline_parameters")
+    saved = ([getattr(m, n) for m in (conditioners, funnel_maps) for n in names],
              coupling.OnePassRealNVP)
     if spline_module is not None:
-        conditioners.StableRationalQuadraticSpline = spline_module.StableRationalQuadraticSpline
-        conditioners.spline_parameters = spline_module.spline_parameters
+        for m in (conditioners, funnel_maps):
+            for n in names:
+                setattr(m, n, getattr(spline_module, n))
         coupling.OnePassRealNVP = one_pass_module.OnePassRealNVP
     try:
         yield
     finally:
-        (conditioners.StableRationalQuadraticSpline, conditioners.spline_parameters,
-         coupling.OnePassRealNVP) = saved
+        values, coupling.OnePassRealNVP = saved
+        for (m, n), v in zip([(m, n) for m in (conditioners, funnel_maps) for n in names],
+                             values, strict=True):
+            setattr(m, n, v)
+
+
+VALUE_FLOWS = (("neural_spline", 2, {"num_bins": 8, "bound": 4.0}),
+               ("neural_spline", 64, {"num_bins": 8, "bound": 4.0}),
+               ("neural_spline", 8, {"lu_linear": True}),
+               ("funnel_nsf", 8, {"latent_size": 4}))
+
+
+def values(modules, seed):
+    """`-mean log_prob` of spline flows at perturbed weights (seed 0), under XLA, per code
+    version; inputs 1.5 N(0, I), so some points lie outside [-bound, bound]."""
+    rows = []
+    for name, dim, extra in VALUE_FLOWS:
+        row = {"flow": name, "D": dim, "arguments": str(extra)}
+        x = tf.constant(1.5 * np.random.default_rng(seed).standard_normal((512, dim)),
+                        tf.float32)
+        for variant, mods in modules.items():
+            with swapped(*mods):
+                keras.utils.set_random_seed(0)
+                dist = flows.build_flow(name, event_size=dim, num_layers=3,
+                                        hidden_units=(32, 32), **extra)
+                rng = np.random.default_rng(1)
+                for v in dist.trainable_variables:
+                    v.assign(v + 0.05 * rng.standard_normal(v.shape).astype(
+                        v.dtype.as_numpy_dtype))
+                loss = tf.function(lambda x, d=dist: -tf.reduce_mean(d.log_prob(x)),
+                                   jit_compile=True)
+                row[f"loss, {variant}"] = f"{float(loss(x)):.7f}"
+        print(row, flush=True)
+        rows.append(row)
+    return rows
 
 
 def profile(dim, x, rounds, modules, fit):
@@ -116,11 +152,23 @@ def main():
     p.add_argument("--dims", nargs="+", type=int, default=[2, 64])
     p.add_argument("--fit", action="store_true", help="also time FlowModel.fit")
     p.add_argument("--name", default="spline_ab", help="results file name (no extension)")
+    p.add_argument("--values", action="store_true",
+                   help="only the losses of several spline flows at both versions (no timing)")
     args = p.parse_args()
     command = "python benchmarks/spline_ab.py " + " ".join(sys.argv[1:])
     ref = (load_at(args.ref, "tfp_flows/bijectors/spline.py", "ref_spline"),
            load_at(args.ref, "tfp_flows/bijectors/one_pass.py", "ref_one_pass"))
     modules = {f"ref ({args.ref})": ref, "new (working tree)": (None, None)}
+    if args.values:
+        rows = values(modules, args.seed)
+        common.write_results(
+            os.path.join(args.out, "results", f"{args.name}.md"),
+            "Spline flows: the loss at the same weights, at both versions of the spline code",
+            command, rows, list(rows[0]),
+            notes="-mean log_prob under tf.function(jit_compile=True) of 512 points "
+                  "1.5 N(0, I), 3 layers, hidden (32, 32), weights perturbed as in "
+                  "benchmarks/step_profile.py. No timing.")
+        return
     rows = []
     for dim in args.dims:
         x = tf.constant(np.random.default_rng(args.seed).standard_normal((512, dim)), tf.float32)
