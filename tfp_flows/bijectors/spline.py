@@ -30,12 +30,29 @@ the inverse is ill-conditioned, `dx = dy / f'(x)`, so one float32 rounding of
 accurate to that amount and finite; `docs/numerics.md` has the measured ranges.
 """
 
+import functools
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.internal.math import UNIT_SOFTPLUS_SHIFT
 
 tfb = tfp.bijectors
+
+
+def _knots(sizes, start):
+    """Knot positions `start, start + cumsum(sizes)`, shape `[..., K + 1]`."""
+    cum = tf.math.cumsum(sizes, axis=-1)
+    return tf.concat([tf.zeros_like(cum[..., :1]), cum], axis=-1) + start
+
+
+def _pad_slopes(slopes, like):
+    """Unit slopes at both ends: the spline joins the identity outside its interval."""
+    slopes = tf.convert_to_tensor(slopes, like.dtype)
+    if slopes.shape.rank == 0:
+        slopes = slopes[tf.newaxis]
+    ones = tf.ones_like(slopes[..., :1])
+    return tf.concat([ones, slopes, ones], axis=-1)
 
 
 MIN_BIN_FRACTION = 1e-3  # every bin keeps at least this fraction of the interval
@@ -103,46 +120,35 @@ class StableRationalQuadraticSpline(tfb.RationalQuadraticSpline):
         """Bin data for `t` (x if not `use_y`, else y): knots, sizes, slopes, out-of-bounds."""
         dtype = t.dtype
         range_min = tf.cast(self.range_min, dtype)
-        widths = tf.convert_to_tensor(self.bin_widths, dtype)
-        heights = tf.convert_to_tensor(self.bin_heights, dtype)
-        slopes = tf.convert_to_tensor(self.knot_slopes, dtype)  # interior knots only
-        # Knots `range_min + cumsum(sizes)` of the searched axis, for comparisons only (no
-        # gradient: the knot values themselves are read below from the sizes). The cumsum
-        # is a product with a triangular matrix of ones: XLA on CPU runs `tf.math.cumsum`
-        # as a reduce-window, many times slower than the small matrix product.
-        sizes = tf.stop_gradient(heights if use_y else widths)
-        k = tf.shape(sizes)[-1]
-        knots = tf.tensordot(sizes, tf.linalg.band_part(tf.ones([k, k], dtype), 0, -1), 1)
-        knots += range_min
-        out = (t <= range_min) | (t >= knots[..., -1])
-        safe = tf.stop_gradient((range_min + knots[..., 0]) / 2)  # inside bin 0
-        t_in = tf.where(out, safe, t)
+        kx = _knots(tf.convert_to_tensor(self.bin_widths, dtype), range_min)
+        ky = _knots(tf.convert_to_tensor(self.bin_heights, dtype), range_min)
+        kd = _pad_slopes(self.knot_slopes, kx)
+        knots = ky if use_y else kx
+        out = (t <= knots[..., 0]) | (t >= knots[..., -1])
+        t_in = tf.where(out, (knots[..., 0] + knots[..., 1]) / 2, t)  # safe, inside bin 0
+        shape = functools.reduce(tf.broadcast_dynamic_shape, (
+            tf.shape(t_in[..., tf.newaxis]), tf.shape(kx), tf.shape(ky), tf.shape(kd)))
+        kx, ky, kd = (tf.broadcast_to(k, shape) for k in (kx, ky, kd))
+        t_in = tf.broadcast_to(t_in, shape[:-1])
+        knots = ky if use_y else kx
         # The bin: the number of interior knots <= t (t_in is inside the interval), the
-        # same index as `searchsorted(knots[..., :-1], t, side="right") - 1`. What is read
-        # at it is read by masked sums, not `tf.gather` (a gather's gradient is a scatter,
-        # which XLA on CPU runs serially): the bin's lower knot is `range_min` plus the
-        # sizes of the bins below it, its size the one-hot sum, its upper knot their sum,
-        # and the slopes the interior knots' at `idx` and `idx + 1` (1 at either end).
-        # Read from the sizes, not from cumulative knots, the gradient needs no reverse
-        # cumsum, and every mask is a comparison with `idx` (exact: the other terms are
-        # exact zeros).
-        idx = tf.reduce_sum(tf.cast(t_in[..., tf.newaxis] >= knots[..., :-1], tf.int32),
+        # same index as `searchsorted(knots[..., :-1], t, side="right") - 1`. Its knots
+        # are picked by one-hot masks, not `tf.gather`: a gather's gradient is a scatter,
+        # which XLA on CPU runs serially; a masked sum's gradient is a product.
+        idx = tf.reduce_sum(tf.cast(t_in[..., tf.newaxis] >= knots[..., 1:-1], tf.int32),
                             axis=-1, keepdims=True)
-        positions = tf.range(tf.shape(widths)[-1])
-        below = tf.cast(positions < idx, dtype)
-        onehot = tf.cast(tf.equal(positions, idx), dtype)
+        positions = tf.range(tf.shape(knots)[-1])
+        lower = tf.cast(tf.equal(idx, positions), dtype)
+        upper = tf.cast(tf.equal(idx + 1, positions), dtype)
 
         def at(params, mask):
             return tf.reduce_sum(params * mask, axis=-1)
 
-        at_first, at_last = onehot[..., 0], onehot[..., -1]
-        b = {"x0": range_min + at(widths, below), "w": at(widths, onehot),
-             "y0": range_min + at(heights, below), "h": at(heights, onehot),
-             "d0": at(slopes, onehot[..., 1:]) + at_first,
-             "d1": at(slopes, onehot[..., :-1]) + at_last}
-        b["x1"], b["y1"] = b["x0"] + b["w"], b["y0"] + b["h"]
-        b["s"] = b["h"] / b["w"]
-        return b, t_in, out
+        bins = {"x0": at(kx, lower), "x1": at(kx, upper), "y0": at(ky, lower),
+                "y1": at(ky, upper), "d0": at(kd, lower), "d1": at(kd, upper)}
+        bins["w"], bins["h"] = bins["x1"] - bins["x0"], bins["y1"] - bins["y0"]
+        bins["s"] = bins["h"] / bins["w"]
+        return bins, t_in, tf.broadcast_to(out, tf.shape(t_in))
 
     @staticmethod
     def _log_slope(b, xi, xi1):
