@@ -208,7 +208,7 @@ def main():
         os.path.join(args.out, "results", f"{args.name}.md"),
         f"{args.flow}: the spline / LU code at a git revision against the working tree",
         command, rows, columns,
-        notes=f"Batch 512, 5 layers, hidden (64, 64), 8 bins on [-4, 4], the perturbed start "
+        notes=f"Batch 512, 5 layers, hidden (64, 64) (NSF: 8 bins on [-4, 4]), the perturbed start "
               f"weights of benchmarks/step_profile.py, both versions in one process. Medians "
               f"(and quartiles) of {args.rounds} interleaved rounds of 3 calls each; 'step jit' "
               "is a hand-written tf.function(jit_compile=True) Adam step; op counts are of it "

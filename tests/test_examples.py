@@ -100,6 +100,7 @@ _OWN_LOOPS = {"augmentation.py": ("initialize_from_data(", ".compile("),
               "guard_overhead.py": ("initialize_from_data(", ".compile("),
               "peers.py": ("initialize_from_data(", ".compile("),
               "step_profile.py": (".compile(",),
+              "spline_ab.py": (".compile(",),
               "wrapper_cost.py": ("initialize_from_data(", ".compile(")}
 
 
