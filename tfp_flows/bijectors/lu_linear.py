@@ -70,8 +70,9 @@ class LULinear(KerasBijector):
         gradient), and the gradient with respect to the factors is summed over that
         broadcast batch. Here the inverse matrix is solved once, `W^-1 = U^-1 L^-1 P^T`
         (`P^T` as rows of the identity: exact), and both directions are one matrix
-        product with the batch (`x W^T`, `y W^-T`). The same maps; the inverse is
-        rounded differently (a solve against the identity, then a product).
+        product with the batch (`x W^T`, `y W^-T`). The same maps, rounded differently
+        (sums in another order; the inverse is a solve against the identity, then a
+        product; as accurate, docs/performance.md).
         """
         lu = tf.convert_to_tensor(self._lu.lower_upper)
         perm = tf.convert_to_tensor(self._lu.permutation)
