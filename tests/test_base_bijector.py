@@ -188,3 +188,21 @@ def test_library_bijectors_use_the_base():
                 bijectors.ElementwiseAffine, bijectors.ElementwiseSpline,
                 bijectors.FunnelLinear, bijectors.ContinuouslyIndexed, bijectors.FFJORD):
         assert issubclass(cls, bijectors.KerasBijector), cls.__name__
+
+
+@pytest.mark.parametrize("event_size", [3, 16])
+def test_lu_linear_is_the_tfp_lu_map_it_wraps(event_size):
+    """`LULinear` maps with one `[D, D]` matrix per call; the maps are TFP's
+    `ScaleMatvecLU` on the same factors (to rounding: sums in another order), also in
+    a batch of rank 2."""
+    layer = bijectors.LULinear(event_size, seed=2, dtype=tf.float64)
+    lu = layer._lu
+    rng = np.random.default_rng(0)
+    lu.lower_upper.assign(lu.lower_upper + 0.1 * rng.standard_normal((event_size,) * 2))
+    x = tf.constant(rng.standard_normal((2, 5, event_size)))
+    np.testing.assert_allclose(layer.forward(x), lu.forward(x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(layer.inverse(x), lu.inverse(x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.inverse(layer.forward(x)), x, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.inverse_log_det_jacobian(x, event_ndims=1),
+                               lu.inverse_log_det_jacobian(x, event_ndims=1) * tf.ones([2, 5],
+                                                                                        tf.float64))

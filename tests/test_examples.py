@@ -102,6 +102,7 @@ _OWN_LOOPS = {"augmentation.py": ("initialize_from_data(", ".compile("),
               # Counts the traces and XLA compiles of a FlowModel subclass's own steps.
               "compile_count.py": (".compile(",),
               "step_profile.py": (".compile(",),
+              "spline_ab.py": (".compile(",),
               "wrapper_cost.py": ("initialize_from_data(", ".compile(")}
 
 

@@ -33,7 +33,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
-from tfp_flows.bijectors.lu_linear import lu_parameters
+from tfp_flows.bijectors.lu_linear import lu_matrices, lu_parameters
 from tfp_flows.bijectors.spline import StableRationalQuadraticSpline, spline_parameters
 from tfp_flows.internal import keras_owned, validation
 from tfp_flows.internal.math import soft_clamp
@@ -272,12 +272,14 @@ class FunnelLinear(KerasBijector):
 
     def _inverse(self, x, conditional_input=None):
         x_t = self._tiles(x, self._event_size)
-        z = self._lu.forward(x_t) + self._offset(conditional_input, x_t)
+        z = dense(x_t, lu_matrices(self._lu)[0], transpose_kernel=True)  # one [D, D] matrix
+        z = z + self._offset(conditional_input, x_t)
         return tf.reshape(z, tf.concat([tf.shape(z)[:-2], [-1]], 0))
 
     def _forward(self, z, conditional_input=None):
         z_t = self._tiles(z, self._event_size)
-        x = self._lu.inverse(z_t - self._offset(conditional_input, z_t))
+        x = dense(z_t - self._offset(conditional_input, z_t), lu_matrices(self._lu)[1],
+                  transpose_kernel=True)
         return tf.reshape(x, tf.concat([tf.shape(x)[:-2], [-1]], 0))
 
     def _log_det_r(self):

@@ -6,7 +6,7 @@ import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
 from tfp_flows.internal import validation
-from tfp_flows.nets.mlp import Parameters
+from tfp_flows.nets.mlp import Parameters, dense
 
 tfb = tfp.bijectors
 
@@ -40,6 +40,31 @@ def lu_parameters(event_size, seed, dtype, name, validate_args=False, extra_spec
     return params, lu
 
 
+def lu_matrices(lu):
+    """`(W, W^-1)` of a `tfb.ScaleMatvecLU`, each one `[D, D]` matrix.
+
+    TFP's `ScaleMatvecLU` maps a batch with a matrix-vector product and a
+    triangular solve per point: the `[D, D]` factors are broadcast to the batch
+    (`[batch, D, D]`), the permutation is a `gather_nd` (a scatter in the
+    gradient), and the gradient with respect to the factors is summed over that
+    broadcast batch. Here the inverse matrix is solved once, `W^-1 = U^-1 L^-1 P^T`
+    (`P^T` as rows of the identity: exact), and both directions are one matrix
+    product with the batch (`x W^T`, `y W^-T`). The same maps, rounded differently
+    (sums in another order; the inverse is a solve against the identity, then a
+    product; as accurate, docs/performance.md).
+    """
+    lower_upper = tf.convert_to_tensor(lu.lower_upper)
+    perm = tf.convert_to_tensor(lu.permutation)
+    d = tf.shape(lower_upper)[-1]
+    eye = tf.eye(d, dtype=lower_upper.dtype)
+    lower = tf.linalg.set_diag(tf.linalg.band_part(lower_upper, -1, 0),
+                               tf.ones([d], lower_upper.dtype))
+    upper = tf.linalg.band_part(lower_upper, 0, -1)
+    inverse = tf.linalg.triangular_solve(
+        upper, tf.linalg.triangular_solve(lower, tf.gather(eye, perm)), lower=False)
+    return tf.gather(tf.matmul(lower, upper), tf.argsort(perm)), inverse
+
+
 class LULinear(KerasBijector):
     """`y = W x` with `W = P L U` (`tfb.ScaleMatvecLU`), weights owned by Keras.
 
@@ -62,10 +87,10 @@ class LULinear(KerasBijector):
                          validate_args=validate_args, name=name)
 
     def _forward(self, x):
-        return self._lu.forward(x)
+        return dense(x, lu_matrices(self._lu)[0], transpose_kernel=True)
 
     def _inverse(self, y):
-        return self._lu.inverse(y)
+        return dense(y, lu_matrices(self._lu)[1], transpose_kernel=True)
 
     def _forward_log_det_jacobian(self, x):
         return tf.broadcast_to(self._lu.forward_log_det_jacobian(x, event_ndims=1),
