@@ -54,8 +54,6 @@ FLOOR_VARIANTS = ("floor", "floor+keras adam", "library+hand adam")
 VARIANTS = ("tfp", "one_pass", *FLOOR_VARIANTS)
 
 
-@contextlib.contextmanager
-
 def fit_timer(distribution, x):
     """A `FlowModel.fit` stepper on the fixed batch `x` (Adam with learning rate 0, XLA)
     and the seconds of its first call (trace + compile + one step)."""
@@ -66,6 +64,8 @@ def fit_timer(distribution, x):
     run(1)
     return run, time.perf_counter() - start
 
+
+@contextlib.contextmanager
 def tfp_layers(enabled):
     """Builds with TFP's RealNVP / MAF classes (the library before `one_pass`)."""
     saved = coupling.OnePassRealNVP, baselines.OnePassMaskedAutoregressiveFlow
