@@ -56,7 +56,14 @@ def test_direct_function_traces_once_across_epochs_and_fits(moons):
     data = tf.data.Dataset.from_tensor_slices(moons.train[:1000]).batch(300)
     model.fit(data, epochs=2, verbose=0)
     assert compiled.experimental_get_tracing_count() == 2
-    assert model.optimizer.iterations.numpy() == 2 * 4 + 2 * 4 + 2 * 4
+    # Back to arrays: the step's concrete function for their spec is looked up again,
+    # not retraced, and it is the one being called.
+    model.fit(moons.train[:800], batch_size=200, epochs=1, verbose=0)
+    assert compiled.experimental_get_tracing_count() == 2
+    function = model.train_function
+    assert function.concrete is compiled.get_concrete_function(function.spec)
+    assert function.spec[0].shape.as_list() == [200, 2]  # (x, None, weights)
+    assert model.optimizer.iterations.numpy() == 2 * 4 + 2 * 4 + 2 * 4 + 4
 
 
 def test_evaluate_uses_direct_function_and_equals_log_prob(moons):

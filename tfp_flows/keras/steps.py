@@ -11,13 +11,19 @@ outer graph is traced and optimised once more on the first call.
 
 `direct_step_function` returns the function Keras itself uses for Python
 iterators: the batch is taken with `next(iterator)` in Python and the step is
-one `tf.function` call (`StopIteration` at the end of an epoch, as Keras
-expects). The traced step is Keras' own (`model.train_step` / `test_step`
+one call (`StopIteration` at the end of an epoch, as Keras expects). The call
+goes to the step's concrete function for the iterator's element spec, looked up
+once per iterator: calling the `tf.function` itself binds the arguments to its
+signature and hashes every captured variable and optimizer slot on each call
+(about 0.2 ms a step for a 5-layer MAF, 97 captures), which a hand-written
+`tf.function` step pays too. The traced step is Keras' own (`model.train_step` / `test_step`
 under `distribute_strategy.run`), so the numbers are the same. It is used only
 where it is equivalent to Keras' function: one step per execution, compiled
 (not `run_eagerly`), one replica (with several replicas Keras reduces the
 per-replica outputs, which its function does and this one does not).
 """
+
+import weakref
 
 import tensorflow as tf
 
@@ -39,16 +45,22 @@ def direct_step_function(model, step):
                            jit_compile=model.jit_compile)
 
     def function(iterator):
-        spec = _without_optionals(iterator.element_spec)
-        if spec != function.spec:
-            # Trace for the dataset's element spec (batch size unknown, as in Keras' own
-            # function): shape checks see what they see there, and a partial last batch
-            # reuses the trace (XLA still compiles once per shape).
-            compiled.get_concrete_function(spec)
-            function.spec = spec
-        return compiled(_without_optionals(next(iterator)))
+        if function.source is None or function.source() is not iterator:
+            spec = _without_optionals(iterator.element_spec)
+            if spec != function.spec:
+                # Trace for the dataset's element spec (batch size unknown, as in Keras'
+                # own function): shape checks see what they see there, and a partial last
+                # batch reuses the trace (XLA still compiles once per shape).
+                function.concrete = compiled.get_concrete_function(spec)
+                function.spec = spec
+            function.plain = spec == iterator.element_spec
+            function.source = weakref.ref(iterator)
+        data = next(iterator)
+        # The concrete function, not `compiled`: no per-call signature binding and
+        # hashing of the captured variables (0.2 ms a step on a 5-layer MAF).
+        return function.concrete(data if function.plain else _without_optionals(data))
 
-    function.spec = None
+    function.spec = function.concrete = function.source = None
     function.compiled = compiled  # the `tf.function` (e.g. for its tracing count)
     return function
 
