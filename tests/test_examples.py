@@ -103,6 +103,7 @@ _OWN_LOOPS = {"augmentation.py": ("initialize_from_data(", ".compile("),
               "compile_count.py": (".compile(",),
               "step_profile.py": (".compile(",),
               "spline_ab.py": (".compile(",),
+              "revision_ab.py": (".compile(",),
               "wrapper_cost.py": ("initialize_from_data(", ".compile(")}
 
 

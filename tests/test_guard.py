@@ -58,8 +58,10 @@ def test_huge_data_value_stops_at_its_step_restores_and_names_the_base_jit():
 def test_overflowing_weight_names_its_layer_and_bijector():
     model, x = _model()
     layers = keras_owned.find_keras_layers(model.distribution)
-    kernel = layers[-1].weights[-2]  # the last conditioner's output kernel
-    kernel.assign(np.full(kernel.shape, 1e38, "float32"))
+    net = layers[-1]  # the last conditioner's output kernel overflows
+    pieces = [p.numpy() for pair in zip(net.kernels, net.biases, strict=True) for p in pair]
+    pieces[-2] = np.full(pieces[-2].shape, 1e38, "float32")
+    net.set_weights(pieces)
     initial = [np.array(w) for w in model.get_weights()]
     model.compile(keras.optimizers.Adam(1e-3))
     with pytest.raises(NonFiniteLossError, match="at step 0") as info:
@@ -143,8 +145,9 @@ def test_locate_non_finite_in_a_library_distribution():
     model.initialize_from_data(x)
     assert locate_non_finite(model.distribution, x, objective="elbo") is None
     layer = keras_owned.find_keras_layers(model.distribution)[0]
-    kernel = layer.weights[-2]
-    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    pieces = [p.numpy() for pair in zip(layer.kernels, layer.biases, strict=True) for p in pair]
+    pieces[-2] = np.full(pieces[-2].shape, np.nan, "float32")  # its output kernel
+    layer.set_weights(pieces)
     found = locate_non_finite(model.distribution, x, objective="elbo")
     assert found is not None and "layer '" in found, found
 

@@ -345,8 +345,7 @@ def test_lgf_pinned_x_is_the_exact_posterior_of_a_linear_gaussian_stack():
     def set_dense(mlp, diag, bias):
         kernel = np.zeros((2, 4))
         kernel[:, :2] = np.diag(diag)
-        mlp.kernels[0].assign(kernel)
-        mlp.biases[0].assign(np.asarray(bias, np.float64))
+        mlp.set_weights([kernel, np.asarray(bias, np.float64)])
 
     unclamp = lambda v, b: b * np.arctanh(v / b)  # noqa: E731
     layer = tffb.ContinuouslyIndexed(2, 2, None, hidden_units=(), log_scale_bound=3.0,

@@ -40,8 +40,7 @@ def _set_dense(mlp, kernel_diag, bias):
     d = len(kernel_diag)
     kernel = np.zeros((d, 2 * d))
     kernel[:, :d] = np.diag(kernel_diag)
-    mlp.kernels[0].assign(kernel)
-    mlp.biases[0].assign(np.asarray(bias, np.float64))
+    mlp.set_weights([kernel, np.asarray(bias, np.float64)])
 
 
 @pytest.fixture(scope="module")

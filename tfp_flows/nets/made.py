@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_flows.internal import validation
-from tfp_flows.nets.mlp import check_condition, concat_condition, dense
+from tfp_flows.nets.mlp import PackedDense, check_condition, concat_condition, dense
 
 
 def made_degrees(event_size, hidden_units, input_order="left-to-right"):
@@ -40,7 +40,7 @@ def made_masks(degrees):
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
-class MADE(keras.layers.Layer):
+class MADE(PackedDense):
     """Autoregressive network `x -> params`, `params[..., i, :]` depends on `x[..., :i]`.
 
     Returns a tensor of shape `[..., event_size, params]`, the output layer
@@ -62,27 +62,28 @@ class MADE(keras.layers.Layer):
         self._act = keras.activations.get(activation)
 
     def build(self, input_shape=None):
-        """Creates the masked kernels (output layer zero-initialised) and biases."""
+        """Creates the masked kernels (output layer zero-initialised) and biases, in one
+        packed weight (`nets.mlp.PackedDense`)."""
         d = self.event_size
-        fan_in, self.kernels, self.biases = d, [], []
+        fan_in, shapes, inits = d, [], []
         widths = (*self.hidden_units, d * self.params)
         for i, width in enumerate(widths):
             last = i == len(widths) - 1
             extra = self.conditional_size if i == 0 else 0
-            self.kernels.append(self.add_weight(
-                shape=(fan_in + extra, width), name=f"kernel_{i}",
-                initializer="zeros" if last else "glorot_uniform"))
-            self.biases.append(self.add_weight(shape=(width,), initializer="zeros",
-                                               name=f"bias_{i}"))
+            shapes += [(fan_in + extra, width), (width,)]
+            inits += ["zeros" if last else "glorot_uniform", "zeros"]
             fan_in = width
+        self._pack(shapes, inits)
 
     def call(self, inputs, conditional_input=None):
         """Outputs `[..., D, params]`; output `i` depends only on inputs before `i` in the order."""
         check_condition(self, conditional_input)
         h = inputs
-        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
+        pieces = self._packed.unpack()
+        kernels, biases = pieces[::2], pieces[1::2]
+        for i, (kernel, bias) in enumerate(zip(kernels, biases, strict=True)):
             mask = self._masks[i]
-            if i == len(self.kernels) - 1:
+            if i == len(kernels) - 1:
                 # Repeat each output unit's mask once per parameter.
                 mask = np.repeat(mask, self.params, axis=1)
             mask = tf.constant(mask, dtype=kernel.dtype)
@@ -91,7 +92,7 @@ class MADE(keras.layers.Layer):
                                                 kernel.dtype)], axis=0)
                 h = concat_condition(h, conditional_input)
             h = dense(h, kernel * mask) + bias
-            if i < len(self.kernels) - 1:
+            if i < len(kernels) - 1:
                 h = self._act(h)
         shape = tf.concat([tf.shape(h)[:-1], [self.event_size, self.params]], 0)
         return tf.reshape(h, shape)
