@@ -18,7 +18,8 @@ def _gelu_slope(a, _):
 
 
 # Kernels with at most this many columns (the output layer of a low-dimensional field) take
-# `_thin_matmul`, and `exact_trace` forms `W_2 W_0` over at most this many rows by broadcasting.
+# `_thin_matmul`, those with more rows and columns `_wide_matmul`, and `exact_trace` forms
+# `W_2 W_0` over at most this many rows by broadcasting.
 _THIN = 8
 
 
