@@ -235,12 +235,13 @@ def test_ode_net_exact_trace_matches_autodiff(hidden, activation):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("hidden", [(), (5,), (7, 5), (6, 5, 4)])
+@pytest.mark.parametrize("hidden", [(), (5,), (7, 5), (6, 5, 4), (12, 10), (11, 9, 10)])
 def test_ode_net_thin_products_keep_values_and_gradients(monkeypatch, hidden):
     """The output layer of a low-dimensional field (and `W_2 W_0` in the closed-form
-    trace) uses thin products with hand-written gradients (fast under XLA:CPU): the
-    field, its trace and forward-mode products, and their gradients with respect to
-    `z`, the conditional input and every weight equal those of plain `tf.matmul`."""
+    trace) uses thin products, the hidden-to-hidden layers (and `s_1 Q`) wide products,
+    both with hand-written gradients (fast under XLA:CPU): the field, its trace and
+    forward-mode products, and their gradients with respect to `z`, the conditional
+    input and every weight equal those of plain `tf.matmul`."""
     from tfp_flows.nets import ode_net
 
     net = testing.perturb_weights(nets.ODENet(3, hidden, "tanh", conditional_size=2,
@@ -265,12 +266,41 @@ def test_ode_net_thin_products_keep_values_and_gradients(monkeypatch, hidden):
 
     thin_outputs, thin_grads = outputs_and_gradients()
     monkeypatch.setattr(ode_net, "_THIN", 0)  # every product a plain tf.matmul
+    monkeypatch.setattr(ode_net, "_matmul", tf.matmul)
     plain_outputs, plain_grads = outputs_and_gradients()
     for a, b in zip(thin_outputs, plain_outputs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     for grads_a, grads_b in zip(thin_grads, plain_grads, strict=True):
         for a, b in zip(grads_a, grads_b, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("rows", [1, 6, 8, 13])
+@pytest.mark.parametrize("jit", [False, True])
+def test_wide_matmul_gradient_matches_matmul(rows, jit):
+    """`_wide_matmul`'s kernel gradient sums the batch in `_CHUNKS` chunks (zero rows
+    padded): the same values as `tf.matmul`'s, also for a batch size unknown when traced
+    and not a multiple of the chunks, with and without XLA."""
+    from tfp_flows.nets import ode_net
+
+    x, kernel = _x((rows, 10)).numpy(), _x((10, 9), seed=1).numpy()
+    weights = _x((rows, 9), seed=2).numpy()
+
+    def gradients(x, kernel, weights):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([x, kernel])
+            wide = tf.reduce_sum(tf.sin(ode_net._wide_matmul(x, kernel)) * weights)
+            plain = tf.reduce_sum(tf.sin(tf.matmul(x, kernel)) * weights)
+        return (wide, plain, tape.gradient(wide, [x, kernel]),
+                tape.gradient(plain, [x, kernel]))
+
+    spec = [tf.TensorSpec([None, 10], tf.float64), tf.TensorSpec([10, 9], tf.float64),
+            tf.TensorSpec([None, 9], tf.float64)]
+    fn = tf.function(gradients, jit_compile=jit, input_signature=spec, autograph=False)
+    wide, plain, wide_grads, plain_grads = fn(x, kernel, weights)
+    np.testing.assert_allclose(wide, plain, rtol=1e-12)
+    for a, b in zip(wide_grads, plain_grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_thin_matmul_gradient_matches_matmul():
