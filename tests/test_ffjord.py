@@ -242,7 +242,7 @@ def test_ode_net_thin_products_keep_values_and_gradients(monkeypatch, hidden):
     both with hand-written gradients (fast under XLA:CPU): the field, its trace and
     forward-mode products, and their gradients with respect to `z`, the conditional
     input and every weight equal those of plain `tf.matmul`."""
-    from tfp_flows.nets import ode_net
+    from tfp_flows.nets import products
 
     net = testing.perturb_weights(nets.ODENet(3, hidden, "tanh", conditional_size=2,
                                               dtype="float64"), scale=0.5, seed=4)
@@ -265,8 +265,8 @@ def test_ode_net_thin_products_keep_values_and_gradients(monkeypatch, hidden):
         return outputs, grads
 
     thin_outputs, thin_grads = outputs_and_gradients()
-    monkeypatch.setattr(ode_net, "_THIN", 0)  # every product a plain tf.matmul
-    monkeypatch.setattr(ode_net, "_matmul", tf.matmul)
+    monkeypatch.setattr(products, "THIN", 0)  # every product a plain tf.matmul
+    monkeypatch.setattr(products, "matmul", tf.matmul)
     plain_outputs, plain_grads = outputs_and_gradients()
     for a, b in zip(thin_outputs, plain_outputs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
@@ -278,10 +278,10 @@ def test_ode_net_thin_products_keep_values_and_gradients(monkeypatch, hidden):
 @pytest.mark.parametrize("rows", [1, 6, 8, 13])
 @pytest.mark.parametrize("jit", [False, True])
 def test_wide_matmul_gradient_matches_matmul(rows, jit):
-    """`_wide_matmul`'s kernel gradient sums the batch in `_CHUNKS` chunks (zero rows
+    """`wide_matmul`'s kernel gradient sums the batch in `CHUNKS` chunks (zero rows
     padded): the same values as `tf.matmul`'s, also for a batch size unknown when traced
     and not a multiple of the chunks, with and without XLA."""
-    from tfp_flows.nets import ode_net
+    from tfp_flows.nets import products
 
     x, kernel = _x((rows, 10)).numpy(), _x((10, 9), seed=1).numpy()
     weights = _x((rows, 9), seed=2).numpy()
@@ -289,7 +289,7 @@ def test_wide_matmul_gradient_matches_matmul(rows, jit):
     def gradients(x, kernel, weights):
         with tf.GradientTape(persistent=True) as tape:
             tape.watch([x, kernel])
-            wide = tf.reduce_sum(tf.sin(ode_net._wide_matmul(x, kernel)) * weights)
+            wide = tf.reduce_sum(tf.sin(products.wide_matmul(x, kernel)) * weights)
             plain = tf.reduce_sum(tf.sin(tf.matmul(x, kernel)) * weights)
         return (wide, plain, tape.gradient(wide, [x, kernel]),
                 tape.gradient(plain, [x, kernel]))
@@ -304,13 +304,13 @@ def test_wide_matmul_gradient_matches_matmul(rows, jit):
 
 
 def test_thin_matmul_gradient_matches_matmul():
-    from tfp_flows.nets import ode_net
+    from tfp_flows.nets import products
 
     x, kernel = _x((6, 5)), _x((5, 3), seed=1)
     weights = _x((6, 3), seed=2)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([x, kernel])
-        thin = tf.reduce_sum(ode_net._thin_matmul(x, kernel) * weights)
+        thin = tf.reduce_sum(products.thin_matmul(x, kernel) * weights)
         plain = tf.reduce_sum(tf.matmul(x, kernel) * weights)
     for a, b in zip(tape.gradient(thin, [x, kernel]), tape.gradient(plain, [x, kernel]),
                     strict=True):

@@ -10,26 +10,35 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_flows.internal import validation
+from tfp_flows.nets import products
 
 _ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus", "sigmoid")
 
 
 def dense(x, kernel, transpose_kernel=False):
     """`x @ kernel` over the last axis of `x` (`[..., I] x [I, J] -> [..., J]`; with
-    `transpose_kernel`, `kernel` is `[J, I]`), as one rank-2 `tf.matmul`.
+    `transpose_kernel`, `kernel` is `[J, I]`), as one rank-2 product.
 
     Not `tf.einsum("...i,ij->...j")`: its gradient with respect to the kernel is
     formed per row, as the outer products `x_b^T g_b` (a `[batch, I, J]` tensor), and
     then summed over the batch; XLA on CPU runs that as an elementwise loop instead
     of a matrix product. Measured on a 5-layer RealNVP, 64-D, batch 512: the einsum
     step took 2.5 times a hand-written one (docs/performance.md). A rank-2 input
-    (the usual case) is not reshaped.
+    (the usual case) is not reshaped. The product is `nets.products.matmul` (the same
+    values; a thin kernel's gradients in the forms XLA:CPU runs fastest), or
+    `tf.matmul` with `transpose_kernel`.
     """
+    flat = x if x.shape.rank == 2 else tf.reshape(x, [-1, tf.shape(x)[-1]])
+    if transpose_kernel:
+        out = tf.matmul(flat, kernel, transpose_b=True)
+    else:
+        # Thin kernels' gradients by hand (RealNVP 2-D's step 0.65-0.72x); not the chunked
+        # batch contraction of wide kernels, which helps FFJORD's field but made MAF 64-D's
+        # step 1.18x slower (benchmarks/revision_ab.py).
+        out = products.matmul(flat, kernel, wide=False)
     if x.shape.rank == 2:
-        return tf.matmul(x, kernel, transpose_b=transpose_kernel)
+        return out
     width = kernel.shape[0] if transpose_kernel else kernel.shape[-1]
-    flat = tf.reshape(x, [-1, tf.shape(x)[-1]])
-    out = tf.matmul(flat, kernel, transpose_b=transpose_kernel)
     return tf.reshape(out, tf.concat([tf.shape(x)[:-1], [width]], 0))
 
 

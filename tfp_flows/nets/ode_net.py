@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfp_flows.internal import validation
+from tfp_flows.nets import products
 
 
 def _gelu(a):
@@ -15,96 +16,6 @@ def _gelu_slope(a, _):
     # d/da [a Phi(a)] = Phi(a) + a phi(a).
     return (0.5 * (1.0 + tf.math.erf(a * 0.7071067811865476))
             + a * 0.3989422804014327 * tf.exp(-0.5 * tf.square(a)))
-
-
-# Kernels with at most this many columns (the output layer of a low-dimensional field) take
-# `_thin_matmul`, those with more rows and columns `_wide_matmul`, and `exact_trace` forms
-# `W_2 W_0` over at most this many rows by broadcasting.
-_THIN = 8
-
-
-def _thin_product(a, b):
-    """`a @ b` for a thin `[H, D] x [D, H']` product, `D <= _THIN`: a sum of `D` outer products.
-
-    XLA:CPU runs the dot's gradient `g @ b^T` (a `[H, H'] x [D, H']` product contracting
-    the wide dimension, into a thin `[H, D]` result) far slower than its FLOPs; the
-    broadcast sum's gradients are elementwise products and short reductions.
-    """
-    out = a[:, :1] * b[:1]
-    for d in range(1, int(a.shape[-1])):
-        out = out + a[:, d:d + 1] * b[d:d + 1]
-    return out
-
-
-@tf.custom_gradient
-def _thin_matmul(x, kernel):
-    """`x @ kernel` for a `[H, D]` kernel with `D <= _THIN` columns (the same product).
-
-    The gradients are computed in forms XLA:CPU runs fast. TF's `dy @ kernel^T`
-    (contracting the thin dimension of a transposed operand) and `x^T @ dy` (a
-    thin `[H, D]` result contracted over the batch) are among XLA:CPU's slowest
-    dots: in the adjoint's backward solve each cost about as much as an
-    `[N, H] x [H, H]` product. Here `dx` is a sum of `D` broadcast products
-    (elementwise: it fuses into its consumer) and `dkernel` is the wide-result
-    product `dy^T x` (`[D, H]`), whose `D` rows are stacked as columns. (Not
-    `D` matrix-vector products `x^T dy[:, d]`: XLA fuses `x`'s elementwise
-    producer, e.g. the Hutchinson tangent's `dh * act'(a)`, into such a product
-    and runs the fusion as a plain loop, 40 us a call.)
-    """
-    def grad(dy):
-        width = int(kernel.shape[-1])
-        dx = dy[:, :1] * kernel[:, 0]
-        for d in range(1, width):
-            dx = dx + dy[:, d:d + 1] * kernel[:, d]
-        # Rows of the [D, H] product stacked as columns: not a transpose, which XLA
-        # would fold back into the slow `x^T dy` dot.
-        dkernel_t = tf.matmul(dy, x, transpose_a=True)
-        dkernel = tf.stack([dkernel_t[d] for d in range(width)], axis=1)
-        return dx, dkernel
-
-    return tf.matmul(x, kernel), grad
-
-
-# The batch contraction of a wide kernel's gradient runs as this many batched chunks.
-_CHUNKS = 4
-
-
-def _batch_contraction(x, dy):
-    """`x^T dy` (`[N, H] x [N, H'] -> [H, H']`) as `_CHUNKS` batched products, summed.
-
-    XLA:CPU runs the plain dot (contracting both operands' batch dimension into a
-    small `[H, H']` result) at about half the rate of a forward `[N, H] x [H, H']`
-    product; split into row chunks (zero rows padded to a multiple of
-    `_CHUNKS`) it runs almost twice as fast. The same sum, in another order.
-    """
-    rows = x.shape[0]
-    if rows is None or rows % _CHUNKS:
-        pad = tf.math.floormod(-tf.shape(x)[0], _CHUNKS)
-        x = tf.pad(x, [[0, pad], [0, 0]])
-        dy = tf.pad(dy, [[0, pad], [0, 0]])
-    x = tf.reshape(x, [_CHUNKS, -1, int(x.shape[-1])])
-    dy = tf.reshape(dy, [_CHUNKS, -1, int(dy.shape[-1])])
-    return tf.reduce_sum(tf.matmul(x, dy, transpose_a=True), axis=0)
-
-
-@tf.custom_gradient
-def _wide_matmul(x, kernel):
-    """`x @ kernel` for a kernel with more than `_THIN` rows and columns (the same product).
-
-    The kernel's gradient `x^T dy` is `_batch_contraction`; `dx = dy kernel^T` as TF's.
-    """
-    def grad(dy):
-        return tf.matmul(dy, kernel, transpose_b=True), _batch_contraction(x, dy)
-
-    return tf.matmul(x, kernel), grad
-
-
-def _matmul(x, kernel):
-    if kernel.shape[-1] is not None and kernel.shape[-1] <= _THIN:
-        return _thin_matmul(x, kernel)
-    if kernel.shape[0] is not None and kernel.shape[0] > _THIN:
-        return _wide_matmul(x, kernel)
-    return tf.matmul(x, kernel)
 
 
 # name -> (activation, (a, activation(a)) -> activation'(a)); the slope feeds `jvp`.
@@ -211,7 +122,7 @@ class ODENet(keras.layers.Layer):
         h = self._inputs(z, conditional_input)
         last = len(self._blocks) - 1
         for i, (kernel, bias) in enumerate(self._folded_weights(t, h.dtype)):
-            h = tf.nn.bias_add(_matmul(h, kernel), bias)
+            h = tf.nn.bias_add(products.matmul(h, kernel), bias)
             if i < last:
                 h = self._act(h)
         return self._output(h, z)
@@ -241,8 +152,8 @@ class ODENet(keras.layers.Layer):
         last = len(self._blocks) - 1
         for i, (kernel, bias) in enumerate(self._folded_weights(t, h.dtype)):
             # The conditional input's tangent is zero: only z's rows of the first kernel.
-            a = tf.nn.bias_add(_matmul(h, kernel), bias)
-            da = _matmul(dh, kernel[:self.event_size] if i == 0 else kernel)
+            a = tf.nn.bias_add(products.matmul(h, kernel), bias)
+            da = products.matmul(dh, kernel[:self.event_size] if i == 0 else kernel)
             if i < last:
                 h = self._act(a)
                 # Static tiling (not broadcasting) keeps the gradient XLA-compilable in loops.
@@ -287,7 +198,7 @@ class ODENet(keras.layers.Layer):
         first = weights[0][0][:self.event_size]  # W_0 on z's rows
         slopes = []
         for i, (kernel, bias) in enumerate(weights):
-            a = tf.nn.bias_add(_matmul(h, kernel), bias)
+            a = tf.nn.bias_add(products.matmul(h, kernel), bias)
             if i < depth:
                 h = self._act(a)
                 slopes.append(self._slope(a, h))
@@ -297,10 +208,10 @@ class ODENet(keras.layers.Layer):
             diag = tf.reduce_sum(tf.transpose(first) * weights[1][0], axis=1)  # (W_1 W_0)_ii
             trace = tf.linalg.matvec(slopes[0], diag)
         else:
-            product = (_thin_product if self.event_size <= _THIN else tf.matmul)(
+            product = (products.thin_product if self.event_size <= products.THIN else tf.matmul)(
                 weights[2][0], first)  # W_2 W_0
             q = weights[1][0] * tf.transpose(product)
-            trace = tf.reduce_sum(_matmul(slopes[0], q) * slopes[1], axis=-1)
+            trace = tf.reduce_sum(products.matmul(slopes[0], q) * slopes[1], axis=-1)
         return self._output(a, z), tf.reshape(trace, tf.shape(z)[:-1])
 
     def get_config(self):
