@@ -11,6 +11,10 @@ import argparse
 import json
 import os
 import platform
+import re
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -79,3 +83,29 @@ def base_parser(description):
     p.add_argument("--out", default="docs/results", help="where tables and plots go")
     p.add_argument("--seed", type=int, default=0)
     return p
+
+
+def import_revision(rev, repo=None, name="tfp_flows_ref"):
+    """`tfp_flows` at git revision `rev` (of `repo`, default this checkout), imported as
+    `name` beside this checkout's package: `git archive` into a temporary directory, its
+    absolute imports and Keras registrations renamed (for in-process A/B timings)."""
+    repo = repo or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = tempfile.mkdtemp()
+    archive = subprocess.run(["git", "-C", repo, "archive", rev, "tfp_flows"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
+    package = os.path.join(root, name)
+    os.rename(os.path.join(root, "tfp_flows"), package)
+    for folder, _, files in os.walk(package):
+        for file in files:
+            if file.endswith(".py"):
+                path = os.path.join(folder, file)
+                with open(path) as f:
+                    text = f.read()
+                text = re.sub(r"\btfp_flows\b(?=[. ])", name, text)
+                text = text.replace('package="tfp_flows"', f'package="{name}"')
+                with open(path, "w") as f:
+                    f.write(text)
+    sys.path.insert(0, root)
+    import importlib
+    return importlib.import_module(name)

@@ -1,30 +1,27 @@
 """FFJORD training step: another revision's tfp_flows against this checkout's, in one process.
 
 The reference revision's `tfp_flows` (`git archive` of `--rev` in the repository
-`--ref`) is unpacked into a temporary directory and imported as `tfp_flows_ref`
-(its absolute imports and Keras registrations renamed), beside this checkout's
-`tfp_flows`. Both build `benchmarks/ffjord_speed.py`'s step (two moons, batch 512,
-64x64 tanh, dopri5 rtol = atol = 1e-5, adjoint gradients, `jit_compile=True`) at the
-same weights (after `--pretrain` of this checkout's Hutchinson steps) and batch,
-and are timed in interleaved rounds of `--steps` steps (alternating which goes
-first); `--tfb` adds `tfb.FFJORD` (a `tf.function`) to the rounds. Printed per
-trace: the first-step losses, the gradients' relative difference in global norm,
-median ms / step, the median and quartiles of the per-round ratios, and the load.
+`--ref`) is imported as `tfp_flows_ref` (`benchmarks.common.import_revision`),
+beside this checkout's `tfp_flows`. Both build `benchmarks/ffjord_speed.py`'s step
+(two moons, batch 512, 64x64 tanh, dopri5 rtol = atol = 1e-5, adjoint gradients,
+`jit_compile=True`) at the same weights (after `--pretrain` of this checkout's
+Hutchinson steps) and batch, and are timed in interleaved rounds of `--steps` steps
+(alternating which goes first); `--tfb` adds `tfb.FFJORD` (a `tf.function`) to the
+rounds. Printed per trace: the first-step losses, the gradients' relative difference
+in global norm, median ms / step, the median and quartiles of the per-round ratios,
+and the load.
 
     python benchmarks/ffjord_ab.py --ref /work/main --rounds 12 --tfb
 """
 
 import argparse
 import os
-import re
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402,F401,I001  (sets TF env vars before TF loads)
+from benchmarks import common  # noqa: E402,I001  (sets TF env vars before TF loads)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -34,29 +31,6 @@ import tfp_flows  # noqa: E402
 from benchmarks import ffjord_speed  # noqa: E402
 
 tfd = tfp.distributions
-
-
-def import_reference(repo, rev):
-    """`tfp_flows` at `rev` of the git repository `repo`, imported as `tfp_flows_ref`."""
-    root = tempfile.mkdtemp()
-    archive = subprocess.run(["git", "-C", repo, "archive", rev, "tfp_flows"], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
-    package = os.path.join(root, "tfp_flows_ref")
-    os.rename(os.path.join(root, "tfp_flows"), package)
-    for folder, _, files in os.walk(package):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                with open(path) as f:
-                    text = f.read()
-                text = re.sub(r"\btfp_flows\b(?=[. ])", "tfp_flows_ref", text)
-                text = text.replace('package="tfp_flows"', 'package="tfp_flows_ref"')
-                with open(path, "w") as f:
-                    f.write(text)
-    sys.path.insert(0, root)
-    import tfp_flows_ref
-    return tfp_flows_ref
 
 
 def make_steps(pkg, trace, weights):
@@ -89,7 +63,7 @@ def main():
     p.add_argument("--traces", nargs="+", default=["hutchinson", "exact"])
     p.add_argument("--tfb", action="store_true", help="also time tfb.FFJORD in the rounds")
     args = p.parse_args()
-    ref = import_reference(args.ref, args.rev)
+    ref = common.import_revision(args.rev, args.ref)
     print("this checkout:", tfp_flows.__file__, "reference:", ref.__file__, flush=True)
     split = tfp_flows.datasets.load("moons", num_samples=20000, seed=args.seed)
     train = np.asarray(split.train, np.float32)

@@ -1,24 +1,20 @@
 """`FlowModel.fit` step time of this checkout against an earlier revision, in one process.
 
-The package at `--base` (a git revision) is exported with `git archive`, renamed
-(`tfp_flows` -> `tfp_flows_base`, Keras registrations included) and imported beside
-this checkout's; both build the same flow from the same seed, and their training
-steps (`FlowModel.fit` on one fixed batch of 512, Adam, `jit_compile=True`) are
-timed in interleaved rounds in the same process, so the machine's load falls on
-both alike. Printed per flow: median ms per step (q1-q3), this / base, the number of
-trainable variables of each, the first-step losses (which must agree: the same
-model), and the load average.
+The package at `--base` (a git revision) is imported as `tfp_flows_base` beside this
+checkout's (`benchmarks.common.import_revision`); both build the same flow from the
+same seed, and their training steps (`FlowModel.fit` on one fixed batch of 512,
+Adam, `jit_compile=True`) are timed in interleaved rounds in the same process, so
+the machine's load falls on both alike. Printed per flow: median ms per step
+(q1-q3), this / base, the number of trainable variables of each, the first-step
+losses (which must agree: the same model), and the load average.
 
     python benchmarks/revision_ab.py --base 3d3d275 --cases real_nvp/2 maf/2 neural_spline/64
 """
 
-import argparse
 import importlib
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,25 +27,6 @@ from benchmarks.peers import _fit_stepper  # noqa: E402
 
 EXTRA = {"neural_spline": {"num_bins": 8, "bound": 4.0}}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def export_base(revision):
-    """Imports `revision`'s package as `tfp_flows_base`."""
-    where = tempfile.mkdtemp()
-    archive = subprocess.run(["git", "-C", ROOT, "archive", revision, "tfp_flows"],
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
-    os.rename(os.path.join(where, "tfp_flows"), os.path.join(where, "tfp_flows_base"))
-    for folder, _, files in os.walk(os.path.join(where, "tfp_flows_base")):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                with open(path) as f:
-                    text = f.read()
-                with open(path, "w") as f:
-                    f.write(text.replace("tfp_flows", "tfp_flows_base"))
-    sys.path.insert(0, where)
-    return importlib.import_module("tfp_flows_base")
 
 
 def stepper(package, flow, dim, x, values):
@@ -82,7 +59,8 @@ def stepper(package, flow, dim, x, values):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = common.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--name", default="revision_ab", help="results file name (in --out)")
     p.add_argument("--base", required=True, help="git revision to compare against")
     p.add_argument("--cases", nargs="+", default=["real_nvp/2", "maf/2", "neural_spline/2"],
                    help="flow/dimension pairs")
@@ -90,7 +68,7 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     args = p.parse_args()
     import tfp_flows
-    base = export_base(args.base)
+    base = common.import_revision(args.base, name="tfp_flows_base")
     print(common.machine_line())
     rows = []
     for case in args.cases:
@@ -115,7 +93,13 @@ def main():
             "loss (base / this)": f"{runs['base'][2]:.6f} / {runs['this'][2]:.6f}",
             "load": f"{min(load):.1f}-{max(load):.1f}"})
         print(rows[-1], flush=True)
-    print(common.markdown_table(rows, list(rows[0])))
+    common.write_results(
+        os.path.join(args.out, f"{args.name}.md"),
+        f"FlowModel.fit step: this checkout / {args.base}",
+        "python benchmarks/revision_ab.py " + " ".join(sys.argv[1:]), rows, list(rows[0]),
+        notes=f"Median of {args.rounds} interleaved rounds of {args.steps} steps (per-round "
+              "medians), one process, batch 512, 5 layers, hidden (64, 64), Adam, "
+              "jit_compile=True; the same parameters in both (losses must agree).")
 
 
 if __name__ == "__main__":
