@@ -26,6 +26,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
+from tfp_flows.bijectors.one_pass import remember_ildj
 from tfp_flows.internal import contract, keras_owned, validation
 from tfp_flows.internal.math import soft_clamp
 from tfp_flows.nets.mlp import MLP
@@ -182,9 +183,16 @@ class ContinuouslyIndexed(KerasBijector):
         return tf.zeros(shape, self.dtype)
 
     def _inverse(self, y, conditional_input=None, seed=None):
+        # One pass for the map and its log-det: the log-det call that follows finds it in
+        # TFP's cache, so the s/t MLP and g run once (g's own log-det comes from g's cache).
         shift, log_scale = self.shift_and_log_scale(conditional_input)
-        return tf.exp(log_scale) * self._g.inverse(
-            y, **self._g_kwargs(y, conditional_input, seed)) + shift
+        kw = self._g_kwargs(y, conditional_input, seed)
+        inner = self._g.inverse(y, **kw)
+        inner_ildj = self._g.inverse_log_det_jacobian(y, event_ndims=1, **kw)
+        remember_ildj(self, "inverse", y, inner_ildj + tf.reduce_sum(log_scale, -1)
+                      + self._batch_zeros(y, log_scale), conditional_input=conditional_input,
+                      seed=seed)
+        return tf.exp(log_scale) * inner + shift
 
     def _forward(self, x, conditional_input=None, seed=None):
         shift, log_scale = self.shift_and_log_scale(conditional_input)
