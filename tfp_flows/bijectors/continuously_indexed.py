@@ -57,6 +57,12 @@ class ContinuouslyIndexed(KerasBijector):
     `s` stays in `[e^-b, e^b]`). The MLP's output layer starts at zero, so a
     new layer has `s = 1`, `t = 0`: `G(.; u) = g` for every `u`.
 
+    `inverse` computes `G(x; u)` and its log-det in one pass (one MLP call, one
+    pass of `g`) and leaves the log-det in TFP's cache, so an
+    `inverse_log_det_jacobian` call at the same point and arguments after it does
+    not run the networks again (`bijectors.one_pass`); called on its own, the
+    log-det is computed afresh.
+
     With `conditional_size = C > 0` the layer takes `conditional_input =
     [u, c]` (`[..., U + C]`): the MLP sees `[u, c]` and a conditional `g`
     (conditional size C) gets `c`.

@@ -27,6 +27,11 @@ log-determinant of the map.
 
 With `conditional_size=0` the elementwise maps hold free parameters and are
 plain bijections (the F-MLP's learnable spline activation).
+
+The elementwise maps compute a map and its log-det in one pass (one MLP call;
+for the spline one bin search) and leave the log-det in TFP's cache, so the
+funnel's log-det call after its map does not run the MLP again
+(`bijectors.one_pass`).
 """
 
 import tensorflow as tf

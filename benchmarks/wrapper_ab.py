@@ -1,0 +1,147 @@
+"""The wrappers' training steps at two versions of the library, side by side in one process.
+
+The package at a git revision (`--ref`, default `main`) is extracted with `git archive`
+into a temporary directory and imported under another name (`tfp_flows_ref`, its
+imports rewritten), beside the working tree's `tfp_flows`. For each contender of
+`benchmarks/wrapper_cost.py`'s pairs (wrapper and base) both versions are built with
+the same initial weights, perturbed the same way, and:
+
+* their loss and gradients at a fixed seed are compared (max relative difference);
+* a hand-written jit Adam step (learning rate 0, a fresh seed per step) is timed in
+  `--rounds` paired rounds of `--steps` steps, the order of the two alternated per
+  round; a pair's "new / ref" is the median over rounds of the ratio of the round's
+  two medians (quartiles given). The bases' ratio is the noise floor when their code
+  did not change. The load average is printed.
+
+    python benchmarks/wrapper_ab.py --pairs lgf funnel_nsf funnel_glow --rounds 40
+"""
+
+import argparse
+import importlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks.wrapper_cost import PAIRS  # noqa: E402
+
+PACKAGES = ("tfp_flows_ref", "tfp_flows")
+
+
+def extract_reference(ref):
+    """`tfp_flows` at `ref`, importable as `tfp_flows_ref` (a new directory on sys.path)."""
+    where = tempfile.mkdtemp()
+    archive = subprocess.run(["git", "-C", ROOT, "archive", ref, "tfp_flows"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
+    os.rename(os.path.join(where, "tfp_flows"), os.path.join(where, "tfp_flows_ref"))
+    for folder, _, files in os.walk(os.path.join(where, "tfp_flows_ref")):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path) as f:
+                    text = re.sub(r"\btfp_flows\b", "tfp_flows_ref", f.read())
+                with open(path, "w") as f:
+                    f.write(text)
+    sys.path.insert(0, where)
+
+
+def build(package, spec, seed):
+    """`(loss and gradients fn, Adam step fn, batch)` of `spec` with `package`'s code."""
+    flows = importlib.import_module(package + ".flows")
+    library_keras = importlib.import_module(package + ".keras")
+    name, kwargs, objective, dim, rows = spec
+    keras.utils.set_random_seed(0)
+    x = tf.constant(np.random.default_rng(seed).standard_normal((rows, dim)), tf.float32)
+    objective = library_keras.objectives.get(objective)
+    model = library_keras.FlowModel(flows.build_flow(name, **kwargs), objective=objective)
+    model.initialize_from_data(x)
+    rng = np.random.default_rng(1)  # zero-initialised output layers made non-trivial
+    for w in model.trainable_weights:
+        w.assign(w.numpy() + 0.1 * rng.standard_normal(w.shape).astype(np.float32))
+    weights = model.trainable_weights
+    fixed_seed = tf.constant([3, 4])
+
+    @tf.function(jit_compile=True)
+    def grad(x):
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(objective(model.distribution, x, seed=fixed_seed,
+                                             training=True))
+        return loss, tape.gradient(loss, [w.value for w in weights])
+
+    optimizer = keras.optimizers.Adam(0.0)
+    optimizer.build(weights)
+    step_seed = tf.Variable([seed, 0])
+
+    @tf.function(jit_compile=True)
+    def step(x):
+        step_seed.assign_add([0, 1])
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(objective(model.distribution, x,
+                                             seed=step_seed.read_value(), training=True))
+        grads = tape.gradient(loss, [w.value for w in weights])
+        optimizer.apply_gradients(zip(grads, weights, strict=True))
+        return loss
+
+    return grad, step, x
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ref", default="main")
+    p.add_argument("--pairs", nargs="+", default=["lgf", "funnel_nsf", "funnel_glow"],
+                   choices=list(PAIRS))
+    p.add_argument("--rounds", type=int, default=40)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    extract_reference(args.ref)
+    print("load", os.getloadavg(), flush=True)
+    steps = {}
+    for pair in args.pairs:
+        for role, spec in zip(("wrapper", "base"), PAIRS[pair], strict=True):
+            values = {}
+            for package in PACKAGES:
+                grad, step, x = build(package, spec, args.seed)
+                loss, grads = grad(x)
+                values[package] = (float(loss), [g.numpy() for g in grads])
+                step(x).numpy()
+                steps[(pair, role, package)] = (step, x)
+            (ref_loss, ref_grads), (new_loss, new_grads) = values[PACKAGES[0]], values[PACKAGES[1]]
+            rel = max(float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-30))
+                      for a, b in zip(ref_grads, new_grads, strict=True))
+            print(f"{pair} {role} ({spec[0]}): loss ref {ref_loss:.7g} new {new_loss:.7g}, "
+                  f"max relative gradient difference {rel:.3g}", flush=True)
+    ratios, loads = {}, []
+    for r in range(args.rounds):
+        loads.append(os.getloadavg()[0])
+        for pair in args.pairs:
+            for role in ("wrapper", "base"):
+                medians = {}
+                for package in (PACKAGES if r % 2 == 0 else PACKAGES[::-1]):
+                    step, x = steps[(pair, role, package)]
+                    times = []
+                    for _ in range(args.steps):
+                        start = time.perf_counter()
+                        step(x).numpy()
+                        times.append(time.perf_counter() - start)
+                    medians[package] = np.median(times)
+                ratios.setdefault((pair, role), []).append(medians["tfp_flows"]
+                                                           / medians["tfp_flows_ref"])
+    print(f"load (1 min) over the rounds {min(loads):.1f}-{max(loads):.1f}")
+    for (pair, role), values in ratios.items():
+        q1, q2, q3 = np.percentile(values, [25, 50, 75])
+        print(f"{pair:12s} {role:8s} new / {args.ref}: {q2:.3f} (quartiles {q1:.3f}-{q3:.3f})")
+
+
+if __name__ == "__main__":
+    main()
