@@ -65,9 +65,12 @@ def build(package, spec, seed):
     objective = library_keras.objectives.get(objective)
     model = library_keras.FlowModel(flows.build_flow(name, **kwargs), objective=objective)
     model.initialize_from_data(x)
+    # The distribution's variables, in tf.Module order (by attribute, the same in both
+    # versions; Keras' order follows layer names, which differ between the two builds).
+    variables = model.distribution.trainable_variables
     rng = np.random.default_rng(1)  # zero-initialised output layers made non-trivial
-    for w in model.trainable_weights:
-        w.assign(w.numpy() + 0.1 * rng.standard_normal(w.shape).astype(np.float32))
+    for v in variables:
+        v.assign(v.numpy() + 0.1 * rng.standard_normal(v.shape).astype(np.float32))
     weights = model.trainable_weights
     fixed_seed = tf.constant([3, 4])
 
@@ -76,7 +79,7 @@ def build(package, spec, seed):
         with tf.GradientTape() as tape:
             loss = -tf.reduce_mean(objective(model.distribution, x, seed=fixed_seed,
                                              training=True))
-        return loss, tape.gradient(loss, [w.value for w in weights])
+        return loss, tape.gradient(loss, variables)
 
     optimizer = keras.optimizers.Adam(0.0)
     optimizer.build(weights)
