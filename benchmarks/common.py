@@ -102,8 +102,7 @@ def import_revision(rev, repo=None, name="tfp_flows_ref"):
                 path = os.path.join(folder, file)
                 with open(path) as f:
                     text = f.read()
-                text = re.sub(r"\btfp_flows\b(?=[. ])", name, text)
-                text = text.replace('package="tfp_flows"', f'package="{name}"')
+                text = re.sub(r"\btfp_flows\b", name, text)  # imports, registrations
                 with open(path, "w") as f:
                     f.write(text)
     sys.path.insert(0, root)

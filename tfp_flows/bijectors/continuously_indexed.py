@@ -26,6 +26,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
+from tfp_flows.bijectors.one_pass import remember_ildj
 from tfp_flows.internal import contract, keras_owned, validation
 from tfp_flows.internal.math import soft_clamp
 from tfp_flows.nets.mlp import MLP
@@ -55,6 +56,12 @@ class ContinuouslyIndexed(KerasBijector):
     and `s = exp(b * tanh(out[D:] / b))` (soft clamp `b = log_scale_bound`, so
     `s` stays in `[e^-b, e^b]`). The MLP's output layer starts at zero, so a
     new layer has `s = 1`, `t = 0`: `G(.; u) = g` for every `u`.
+
+    `inverse` computes `G(x; u)` and its log-det in one pass (one MLP call, one
+    pass of `g`) and leaves the log-det in TFP's cache, so an
+    `inverse_log_det_jacobian` call at the same point and arguments after it does
+    not run the networks again (`bijectors.one_pass`); called on its own, the
+    log-det is computed afresh.
 
     With `conditional_size = C > 0` the layer takes `conditional_input =
     [u, c]` (`[..., U + C]`): the MLP sees `[u, c]` and a conditional `g`
@@ -182,9 +189,16 @@ class ContinuouslyIndexed(KerasBijector):
         return tf.zeros(shape, self.dtype)
 
     def _inverse(self, y, conditional_input=None, seed=None):
+        # One pass for the map and its log-det: the log-det call that follows finds it in
+        # TFP's cache, so the s/t MLP and g run once (g's own log-det comes from g's cache).
         shift, log_scale = self.shift_and_log_scale(conditional_input)
-        return tf.exp(log_scale) * self._g.inverse(
-            y, **self._g_kwargs(y, conditional_input, seed)) + shift
+        kw = self._g_kwargs(y, conditional_input, seed)
+        inner = self._g.inverse(y, **kw)
+        inner_ildj = self._g.inverse_log_det_jacobian(y, event_ndims=1, **kw)
+        remember_ildj(self, "inverse", y, inner_ildj + tf.reduce_sum(log_scale, -1)
+                      + self._batch_zeros(y, log_scale), conditional_input=conditional_input,
+                      seed=seed)
+        return tf.exp(log_scale) * inner + shift
 
     def _forward(self, x, conditional_input=None, seed=None):
         shift, log_scale = self.shift_and_log_scale(conditional_input)

@@ -27,6 +27,11 @@ log-determinant of the map.
 
 With `conditional_size=0` the elementwise maps hold free parameters and are
 plain bijections (the F-MLP's learnable spline activation).
+
+The elementwise maps compute a map and its log-det in one pass (one MLP call;
+for the spline one bin search) and leave the log-det in TFP's cache, so the
+funnel's log-det call after its map does not run the MLP again
+(`bijectors.one_pass`).
 """
 
 import tensorflow as tf
@@ -34,6 +39,7 @@ import tensorflow_probability as tfp
 
 from tfp_flows.bijectors.base import KerasBijector, keras_layer_name
 from tfp_flows.bijectors.lu_linear import lu_matrices, lu_parameters
+from tfp_flows.bijectors.one_pass import remember_ildj
 from tfp_flows.bijectors.spline import StableRationalQuadraticSpline, spline_parameters
 from tfp_flows.internal import keras_owned, validation
 from tfp_flows.internal.math import soft_clamp
@@ -124,10 +130,15 @@ class ElementwiseAffine(_Elementwise):
 
     def _forward(self, z, conditional_input=None):
         shift, log_scale = self._shift_log_scale(conditional_input)
+        # The log-det of the edge goes to TFP's cache: no second MLP pass for it.
+        remember_ildj(self, "forward", z, -self._batch_ldj(log_scale, z),
+                      conditional_input=conditional_input)
         return z * tf.exp(log_scale) + shift
 
     def _inverse(self, x, conditional_input=None):
         shift, log_scale = self._shift_log_scale(conditional_input)
+        remember_ildj(self, "inverse", x, -self._batch_ldj(log_scale, x),
+                      conditional_input=conditional_input)
         return (x - shift) * tf.exp(-log_scale)
 
     def _forward_log_det_jacobian(self, z, conditional_input=None):
@@ -176,10 +187,18 @@ class ElementwiseSpline(_Elementwise):
         return StableRationalQuadraticSpline(widths, heights, slopes, range_min=-self._bound)
 
     def _forward(self, z, conditional_input=None):
-        return self._spline(conditional_input).forward(z)
+        # Map and log-det from one MLP pass and one bin search; the log-det goes to
+        # TFP's cache, where the log-det call that follows finds it.
+        x, fldj = self._spline(conditional_input).forward_and_log_det(z)
+        remember_ildj(self, "forward", z, -self._batch_ldj(fldj, z),
+                      conditional_input=conditional_input)
+        return x
 
     def _inverse(self, x, conditional_input=None):
-        return self._spline(conditional_input).inverse(x)
+        z, ildj = self._spline(conditional_input).inverse_and_log_det(x)
+        remember_ildj(self, "inverse", x, self._batch_ldj(ildj, x),
+                      conditional_input=conditional_input)
+        return z
 
     def _forward_log_det_jacobian(self, z, conditional_input=None):
         ldj = self._spline(conditional_input).forward_log_det_jacobian(z, event_ndims=1)

@@ -43,6 +43,14 @@ def _remember(bijector, direction, point, ildj, kwargs):
     attrs["ildj"] = ildj
 
 
+def remember_ildj(bijector, direction, point, ildj, **kwargs):
+    """`_remember` for a bijector's own `_forward` / `_inverse(point, **kwargs)`: the
+    keyword arguments left at None were not passed to the public method (TFP's cache
+    keys on the arguments as passed), so they are dropped from the key."""
+    _remember(bijector, direction, point, ildj,
+              {k: v for k, v in kwargs.items() if v is not None})
+
+
 class OnePassRealNVP(tfb.RealNVP):
     """`tfb.RealNVP` whose conditioner runs once per forward / inverse call (same arguments).
 

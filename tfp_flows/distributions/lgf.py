@@ -250,8 +250,9 @@ class LGF(FlowDistribution):
             else:
                 u, log_q = self._posteriors[i].sample_and_log_prob(z, seeds[2 * i], c)
             kw = contract.route(layer, self._layer_input(u, c), seeds[2 * i + 1])
-            ildj = layer.inverse_log_det_jacobian(z, event_ndims=1, **kw)
-            z = layer.inverse(z, **kw)
+            # The map first: one-pass layers leave its log-det in TFP's cache.
+            z, ildj = layer.inverse(z, **kw), layer.inverse_log_det_jacobian(z, event_ndims=1,
+                                                                             **kw)
             if not self._dirac:
                 delta_pq = self._priors[i].log_prob(u, z, c) - log_q
             total = total + ildj + delta_pq
