@@ -224,3 +224,15 @@ def test_fit_distributed_pads_arrays_the_same_way():
                               validation_data=(X_VAL,)).history
     np.testing.assert_allclose(history["loss"], _nll(model, X), rtol=1e-5)
     np.testing.assert_allclose(history["val_loss"], _nll(model, X_VAL), rtol=1e-5)
+
+
+def test_cpu_batches_are_gathered_on_demand_not_prefetched():
+    # On CPU the step uses every core: no prefetching thread (none injected either), for
+    # the training stream and for evaluate's / predict's finite datasets.
+    model = _model()
+    train = batching.fit_data(model, X, None, None, {"batch_size": 32})[0]
+    evaluation = batching.evaluation_data(model, X, None, None, 32)[0]
+    for ds in (train, evaluation):
+        assert ds.options().experimental_optimization.inject_prefetch is False
+        graph = ds._as_serialized_graph().numpy().decode("latin-1")
+        assert "PrefetchDataset" not in graph and "MapDataset" in graph
