@@ -228,14 +228,18 @@ def timed_steps(step, batch):
 
 
 def _fit_stepper(model, batch, steps_per_execution=1):
-    """Runs `model.fit` for n steps on the fixed batch; returns per-step seconds measured
-    between Keras' batch ends (the first step of each call, which builds the iterator, is
-    not counted). With `steps_per_execution = k` (as compiled) Keras runs k steps per call
-    and reports once: each of the n values is then the mean of k steps."""
+    """Runs `model.fit` for n steps on the fixed batch, given as an array (the usual
+    `fit(x, batch_size=...)`: the library's own padded batches, here one batch of all
+    the rows, in order); returns per-step seconds measured between Keras' batch ends (the
+    first step of each call, which builds the iterator, is not counted). With
+    `steps_per_execution = k` (as compiled) Keras runs k steps per call and reports
+    once: each of the n values is then the mean of k steps."""
     import keras
+    import numpy as np
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensors(batch).repeat()
+    data = tf.nest.map_structure(np.asarray, batch)
+    rows = len(tf.nest.flatten(data)[0])
     k = steps_per_execution
 
     class Timer(keras.callbacks.Callback):
@@ -246,7 +250,8 @@ def _fit_stepper(model, batch, steps_per_execution=1):
     def run(n):
         timer = Timer()
         timer.ends = []
-        model.fit(data, steps_per_epoch=(n + 1) * k, epochs=1, verbose=0, callbacks=[timer])
+        model.fit(data, batch_size=rows, shuffle=False, steps_per_epoch=(n + 1) * k,
+                  epochs=1, verbose=0, callbacks=[timer])
         ends = timer.ends
         return [(b - a) / k for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
