@@ -29,7 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common, wrapper_cost  # noqa: E402
 from benchmarks.wrapper_cost import PAIRS  # noqa: E402
 
 PACKAGES = ("tfp_flows_ref", "tfp_flows")
@@ -51,7 +51,6 @@ def build(package, spec, seed):
     rng = np.random.default_rng(1)  # zero-initialised output layers made non-trivial
     for v in variables:
         v.assign(v.numpy() + 0.1 * rng.standard_normal(v.shape).astype(np.float32))
-    weights = model.trainable_weights
     fixed_seed = tf.constant([3, 4])
 
     @tf.function(jit_compile=True)
@@ -61,21 +60,7 @@ def build(package, spec, seed):
                                              training=True))
         return loss, tape.gradient(loss, variables)
 
-    optimizer = keras.optimizers.Adam(0.0)
-    optimizer.build(weights)
-    step_seed = tf.Variable([seed, 0])
-
-    @tf.function(jit_compile=True)
-    def step(x):
-        step_seed.assign_add([0, 1])
-        with tf.GradientTape() as tape:
-            loss = -tf.reduce_mean(objective(model.distribution, x,
-                                             seed=step_seed.read_value(), training=True))
-        grads = tape.gradient(loss, [w.value for w in weights])
-        optimizer.apply_gradients(zip(grads, weights, strict=True))
-        return loss
-
-    return grad, step, x
+    return grad, wrapper_cost.hand_step(model, objective, keras.optimizers.Adam(0.0), seed), x
 
 
 def main():

@@ -53,6 +53,26 @@ PAIRS = {
 }
 
 
+def hand_step(model, objective, optimizer, seed):
+    """A hand-written jit Adam step of `objective` on `model`'s weights, with a fresh
+    stateless seed per step (as `FlowModel`'s own step)."""
+    weights = model.trainable_weights
+    optimizer.build(weights)
+    step_seed = tf.Variable([seed, 0])
+
+    @tf.function(jit_compile=True)
+    def step(x):
+        step_seed.assign_add([0, 1])
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(objective(model.distribution, x,
+                                             seed=step_seed.read_value(), training=True))
+        grads = tape.gradient(loss, [w.value for w in weights])
+        optimizer.apply_gradients(zip(grads, weights, strict=True))
+        return loss
+
+    return step
+
+
 def contender(spec, seed, hand=False):
     """`(run, first call, params)`: `FlowModel.fit`'s steps, or (`hand`) a hand-written
     jit step of the same objective with a fresh stateless seed per step (as `FlowModel`)."""
@@ -65,20 +85,7 @@ def contender(spec, seed, hand=False):
     model.initialize_from_data(x)
     optimizer = keras.optimizers.Adam(1e-3)
     if hand:
-        weights = model.trainable_weights
-        optimizer.build(weights)
-        step_seed = tf.Variable([seed, 0])
-
-        @tf.function(jit_compile=True)
-        def step(x):
-            step_seed.assign_add([0, 1])
-            with tf.GradientTape() as tape:
-                loss = -tf.reduce_mean(objective(model.distribution, x,
-                                                 seed=step_seed.read_value(), training=True))
-            grads = tape.gradient(loss, [w.value for w in weights])
-            optimizer.apply_gradients(zip(grads, weights, strict=True))
-            return loss
-
+        step = hand_step(model, objective, optimizer, seed)
         run = timed_steps(lambda x: step(x).numpy(), x)
     else:
         model.compile(optimizer, jit_compile=True)

@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
+from benchmarks import wrapper_cost  # noqa: E402
 from benchmarks.wrapper_cost import PAIRS  # noqa: E402
 from tfp_flows import flows  # noqa: E402
 from tfp_flows.keras import FlowModel, objectives  # noqa: E402
@@ -106,22 +107,7 @@ def adam_step(spec, seed):
     objective = objectives.get(objective)
     model = FlowModel(flows.build_flow(name, **kwargs), objective=objective)
     model.initialize_from_data(x)
-    weights = model.trainable_weights
-    optimizer = keras.optimizers.Adam(0.0)
-    optimizer.build(weights)
-    step_seed = tf.Variable([seed, 0])
-
-    @tf.function(jit_compile=True)
-    def step(x):
-        step_seed.assign_add([0, 1])
-        with tf.GradientTape() as tape:
-            loss = -tf.reduce_mean(objective(model.distribution, x,
-                                             seed=step_seed.read_value(), training=True))
-        grads = tape.gradient(loss, [w.value for w in weights])
-        optimizer.apply_gradients(zip(grads, weights, strict=True))
-        return loss
-
-    return step, x
+    return wrapper_cost.hand_step(model, objective, keras.optimizers.Adam(0.0), seed), x
 
 
 def profile(step, x, steps):
