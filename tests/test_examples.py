@@ -104,7 +104,10 @@ _OWN_LOOPS = {"augmentation.py": ("initialize_from_data(", ".compile("),
               "step_profile.py": (".compile(",),
               "spline_ab.py": (".compile(",),
               "revision_ab.py": (".compile(",),
-              "wrapper_cost.py": ("initialize_from_data(", ".compile(")}
+              "wrapper_cost.py": ("initialize_from_data(", ".compile("),
+              # Profile / A/B-time the wrappers' hand-written steps (wrapper_cost.hand_step).
+              "wrapper_ab.py": ("initialize_from_data(",),
+              "wrapper_profile.py": ("initialize_from_data(",)}
 
 
 @pytest.mark.parametrize("path", sorted([*EXAMPLES.glob("*.py"),
