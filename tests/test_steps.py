@@ -45,6 +45,24 @@ def test_direct_function_trains_as_keras_own(moons, jit_compile):
     assert direct.optimizer.iterations.numpy() == 12
 
 
+def test_direct_function_reads_conditional_batches_in_order(moons):
+    # x and condition of the same width: a swap of the two in the flat batch the step
+    # reads would run and give other numbers, not fail. Same weights as Keras' own function.
+    models = []
+    for spe in (1, 2):
+        keras.utils.set_random_seed(3)
+        model = FlowModel.from_flow("real_nvp", event_size=2, num_layers=2, hidden_units=(8,),
+                                    conditional_size=2)
+        model.compile(keras.optimizers.Adam(1e-2), jit_compile=True, steps_per_execution=spe)
+        condition = np.tanh(moons.train[:800, ::-1] * 3.0)
+        model.fit(condition, moons.train[:800], batch_size=200, epochs=2, shuffle=False,
+                  verbose=0)
+        models.append(model)
+    assert models[0].train_function.read is not None  # the flat path was taken
+    for a, b in zip(_weights(models[0]), _weights(models[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_direct_function_traces_once_across_epochs_and_fits(moons):
     model = _model(jit_compile=True)
     model.fit(moons.train[:800], batch_size=200, epochs=2, verbose=0)

@@ -65,3 +65,37 @@ def test_flatten_module_finds_keras_layers_in_lists_and_attributes():
 
 def test_replica_loss_scale_is_one_outside_a_strategy():
     assert tfp_compat.replica_loss_scale() == 1.0
+
+
+def test_flat_reader_reads_flat_tensors_in_nest_order():
+    a, b = tf.constant([[1.0, 2.0]] * 3), tf.constant([[3.0, 4.0]] * 3)
+    element = ({"x": a, "conditional_input": b}, None, tf.ones([3]))
+    ds = tf.data.Dataset.from_tensors(element).repeat(2)
+    read = tfp_compat.flat_reader(iter(ds))
+    # conditional_input, x, weight: tf.nest order (sorted keys), the None left out
+    expected = [t for t in tf.nest.flatten(next(iter(ds))) if t is not None]
+    for _ in range(2):
+        got = read()
+        for g, e in zip(got, expected, strict=True):
+            tf.debugging.assert_equal(g, e)
+    try:
+        read()
+    except StopIteration:
+        pass
+    else:
+        raise AssertionError("the end of the dataset must raise StopIteration")
+
+
+def test_flat_reader_is_none_where_elements_are_not_plain_tensors():
+    ragged = tf.data.Dataset.from_tensors(tf.ragged.constant([[1.0], [2.0, 3.0]]))
+    assert tfp_compat.flat_reader(iter(ragged)) is None
+    assert tfp_compat.flat_reader(iter([1.0, 2.0])) is None  # not a tf.data iterator
+    assert tfp_compat.flat_reader(iter(tf.data.Dataset.range(3))) is not None
+
+
+def test_call_flat_equals_structured_call():
+    f = tf.function(lambda d: d[0]["x"] * 2.0 + d[2])
+    spec = ({"x": tf.TensorSpec([2])}, None, tf.TensorSpec([2]))
+    concrete = f.get_concrete_function(spec)
+    x, w = tf.constant([1.0, 2.0]), tf.constant([10.0, 20.0])
+    tf.debugging.assert_equal(tfp_compat.call_flat(concrete, [x, w]), concrete(({"x": x}, None, w)))

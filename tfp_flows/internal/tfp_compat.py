@@ -15,6 +15,9 @@ a family:
 * `flatten_module(obj, predicate)`: `tf.Module._flatten`, the only walk over a
   module's attributes that also looks into lists, dicts and non-module
   attributes (how Keras layers held by TFP objects are found).
+* `flat_reader(iterator)` and `call_flat(concrete, tensors)`: a `tf.data`
+  iterator's next element as its flat tensors, and a concrete function called
+  with flat tensors (a compiled training step's per-call path, `keras/steps.py`).
 """
 
 import tensorflow as tf
@@ -71,3 +74,43 @@ def pop_restored_initial_epoch(model):
     epoch = getattr(model, "_initial_epoch", None)
     model._initial_epoch = None  # pylint: disable=protected-access
     return epoch
+
+
+def flat_reader(iterator):
+    """`read() -> list of tensors`: the next element of the `tf.data` iterator `iterator`
+    as its flat tensors, in `tf.nest.flatten` order of `iterator.element_spec` with its
+    None components left out (`StopIteration` at the end, as `next`); None where the
+    elements are not only tensors and Nones, or `iterator` is not a local `tf.data` iterator.
+
+    `next(iterator)` rebuilds the element's nested structure in Python on every call
+    (about 0.35 ms for an `(x, None, weight)` batch on 2 cores, most of it `isinstance`
+    checks against `typing` protocols), which a compiled step that takes the flat
+    tensors does not need.
+    """
+    leaves = tf.nest.flatten(getattr(iterator, "element_spec", None))
+    if not all(isinstance(s, tf.TensorSpec) or type(s).__name__ == "NoneTensorSpec"
+               for s in leaves):
+        return None
+    try:
+        resource = iterator._iterator_resource  # pylint: disable=protected-access
+        types = iterator._flat_output_types  # pylint: disable=protected-access
+        shapes = iterator._flat_output_shapes  # pylint: disable=protected-access
+    except AttributeError:  # e.g. a distributed dataset's iterator
+        return None
+    tensors = [s for s in leaves if isinstance(s, tf.TensorSpec)]
+    if [s.dtype for s in tensors] != list(types) or len(shapes) != len(tensors):
+        return None
+
+    def read():
+        try:
+            return tf.raw_ops.IteratorGetNext(iterator=resource, output_types=types,
+                                              output_shapes=shapes)
+        except tf.errors.OutOfRangeError:
+            raise StopIteration from None
+    return read
+
+
+def call_flat(concrete, tensors):
+    """`concrete(*structured args)` given the arguments' flat tensors (`tf.nest.flatten`
+    order, Nones left out): without binding them to the signature again on every call."""
+    return concrete._call_flat(tensors, concrete.captured_inputs)  # pylint: disable=protected-access
