@@ -236,3 +236,27 @@ def test_cpu_batches_are_gathered_on_demand_not_prefetched():
         assert ds.options().experimental_optimization.inject_prefetch is False
         graph = ds._as_serialized_graph().numpy().decode("latin-1")
         assert "PrefetchDataset" not in graph and "MapDataset" in graph
+
+
+def test_pass_p_is_the_stateless_shuffle_of_seed_and_p_across_index_calls():
+    # 70 rows in batches of 32: 3 batches a pass, 22 passes per call of the index function;
+    # 25 passes cross into the second call. Pass p is stateless_shuffle(range(n), (s, p)).
+    n, batch, seed = len(X), 32, 1234
+    ds, steps = batching._stream(X, None, batch, True, seed)
+    assert steps == 3
+    batches = list(ds.take(25 * steps).as_numpy_iterator())
+    for p in range(25):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), tf.constant([seed, p], tf.int64)).numpy()
+        x = np.concatenate([b[0] for b in batches[steps * p:steps * p + steps]])
+        w = np.concatenate([b[2] for b in batches[steps * p:steps * p + steps]])
+        np.testing.assert_array_equal(x[:n], X[order])
+        np.testing.assert_array_equal(w, np.r_[np.ones(n), np.zeros(steps * batch - n)])
+
+
+def test_stream_traces_one_shuffle_not_one_per_pass():
+    # Tracing a shuffle per pass (22 here) cost about a second per `fit` call.
+    ds = batching._stream(X, None, 32, True, 0)[0]
+    graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
+    ops = [node.op for f in graph.library.function for node in f.node_def]
+    assert ops.count("StatelessShuffle") == 1

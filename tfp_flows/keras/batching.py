@@ -154,15 +154,16 @@ def _weights(sample_weight, n, dtype):
 
 
 def padded_index(order, n, batch):
-    """`order` (a permutation of `n` rows) cut into `[steps, batch]` index batches, the last
-    padded with its own rows repeated, and the `[steps, batch]` mask of real rows."""
+    """`order` (a permutation of `n` rows, or a `[k, n]` stack of them) cut into
+    `[k * steps, batch]` index batches, each permutation's last batch padded with its own
+    rows repeated, and the mask of real rows of the same shape."""
     steps = -(-n // batch)
     last = (steps - 1) * batch
     pad = steps * batch - n
-    fill = tf.gather(order[last:], tf.range(pad, dtype=tf.int64) % (n - last))
-    index = tf.reshape(tf.concat([order, fill], 0), [steps, batch])
+    fill = tf.gather(order[..., last:], tf.range(pad, dtype=tf.int64) % (n - last), axis=-1)
+    index = tf.reshape(tf.concat([order, fill], -1), [-1, batch])
     mask = tf.reshape(tf.concat([tf.ones([n]), tf.zeros([pad])], 0), [steps, batch])
-    return index, mask
+    return index, tf.tile(mask, [order.shape.num_elements() // n, 1])
 
 
 def _gather(features, weights):
@@ -286,16 +287,16 @@ def _stream(features, sample_weight, batch_size, shuffle, seed):
     steps = -(-n // batch)
     passes = -(-_BATCHES_PER_CALL // steps)  # passes per call of the index function
 
-    def one_pass(p):
-        order = tf.range(n, dtype=tf.int64)
-        if shuffle:
-            order = tf.random.experimental.stateless_shuffle(
-                order, tf.stack([tf.constant(seed, tf.int64), p]))
-        return padded_index(order, n, batch)
+    def permutation(p):
+        return tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), p]))
 
     def some_passes(b):
-        parts = [one_pass(b * passes + i) for i in range(passes)]
-        return tuple(tf.concat(part, 0) for part in zip(*parts, strict=True))
+        if shuffle:  # one traced shuffle in a loop: tracing one per pass cost ~1 s a fit call
+            orders = tf.map_fn(permutation, b * passes + tf.range(passes, dtype=tf.int64))
+        else:
+            orders = tf.tile(tf.range(n, dtype=tf.int64)[None], [passes, 1])
+        return padded_index(orders, n, batch)
 
     # Index matrices of whole passes, unbatched into their batches. Not `flat_map` of a
     # dataset per pass (a dataset built per pass), nor one call per pass when a pass is a
