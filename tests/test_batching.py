@@ -238,10 +238,14 @@ def test_cpu_batches_are_gathered_on_demand_not_prefetched():
         assert "PrefetchDataset" not in graph and "MapDataset" in graph
 
 
-def test_pass_p_is_the_stateless_shuffle_of_seed_and_p_across_index_calls():
+@pytest.mark.parametrize("chunk", [1, 5, None])  # batches gathered per call (None: default)
+def test_pass_p_is_the_stateless_shuffle_of_seed_and_p_across_index_calls(chunk, monkeypatch):
     # 70 rows in batches of 32: 3 batches a pass, 22 passes per call of the index function;
-    # 25 passes cross into the second call. Pass p is stateless_shuffle(range(n), (s, p)).
+    # 25 passes cross into the second call. Pass p is stateless_shuffle(range(n), (s, p)),
+    # however many batches' rows are gathered at once (12 bytes a row here: 2 + 1 weight).
     n, batch, seed = len(X), 32, 1234
+    if chunk:
+        monkeypatch.setattr(batching, "_CHUNK_BYTES", chunk * batch * 12)
     ds, steps = batching._stream(X, None, batch, True, seed)
     assert steps == 3
     batches = list(ds.take(25 * steps).as_numpy_iterator())

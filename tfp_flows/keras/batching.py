@@ -273,8 +273,10 @@ def fit_data(model, x, y, steps_per_epoch, kwargs):
     return dataset, None, steps_per_epoch or steps, kwargs
 
 
-# At least this many batches' indices are made per call of the stream's index function.
+# At least this many batches' indices are made per call of the stream's index function,
+# and up to this many batches' rows (at most _CHUNK_BYTES of them) gathered per call.
 _BATCHES_PER_CALL = 64
+_CHUNK_BYTES = 8 * 2**20
 
 
 def _stream(features, sample_weight, batch_size, shuffle, seed):
@@ -298,11 +300,16 @@ def _stream(features, sample_weight, batch_size, shuffle, seed):
             orders = tf.tile(tf.range(n, dtype=tf.int64)[None], [passes, 1])
         return padded_index(orders, n, batch)
 
-    # Index matrices of whole passes, unbatched into their batches. Not `flat_map` of a
-    # dataset per pass (a dataset built per pass), nor one call per pass when a pass is a
-    # batch or two: each call of a dataset function costs about 0.2 ms.
+    # Index matrices of whole passes, cut into chunks of batches whose rows are gathered in
+    # one call and unbatched. Not `flat_map` of a dataset per pass (a dataset built per
+    # pass), nor one call per pass or per batch: each call of a dataset function costs
+    # tens of microseconds a step (62 against 21 us a batch read, 2-D rows, batch 512).
+    row_bytes = weights.dtype.size + sum(a.shape[1:].num_elements() * a.dtype.size
+                                         for a in tf.nest.flatten(features))
+    chunk = max(1, min(_BATCHES_PER_CALL, _CHUNK_BYTES // (batch * row_bytes)))
     ds = tf.data.Dataset.range(np.iinfo(np.int64).max).map(some_passes).unbatch()
-    return _pipelined(ds.map(_gather(features, weights))), steps
+    ds = ds.batch(chunk, drop_remainder=True).map(_gather(features, weights)).unbatch()
+    return _pipelined(ds), steps
 
 
 def evaluation_data(model, x, y, sample_weight, batch_size):
