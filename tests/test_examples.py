@@ -104,6 +104,8 @@ _OWN_LOOPS = {"augmentation.py": ("initialize_from_data(", ".compile("),
               "step_profile.py": (".compile(",),
               "spline_ab.py": (".compile(",),
               "revision_ab.py": (".compile(",),
+              # Profiles FlowModel.fit's own per-step loop against a hand-written step.
+              "fit_overhead.py": (".compile(",),
               "wrapper_cost.py": ("initialize_from_data(", ".compile("),
               # Profile / A/B-time the wrappers' hand-written steps (wrapper_cost.hand_step).
               "wrapper_ab.py": ("initialize_from_data(",),
