@@ -31,21 +31,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import tfp_flows  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks.peers import _fit_stepper, _hand_stepper  # noqa: E402
-from tfp_flows import flows  # noqa: E402
-from tfp_flows.keras import FlowModel  # noqa: E402
 
 
-def build(flow, dim, package=None):
+def build(flow, dim, package=tfp_flows):
+    """A compiled 5-layer `flow` model from `package` (this checkout's or a revision's)."""
     keras.utils.set_random_seed(0)
-    if package is None:
-        dist = flows.build_flow(flow, event_size=dim, num_layers=5, hidden_units=(64, 64))
-        model = FlowModel(dist)
-    else:
-        dist = importlib.import_module(f"{package.__name__}.flows").build_flow(
-            flow, event_size=dim, num_layers=5, hidden_units=(64, 64))
-        model = importlib.import_module(f"{package.__name__}.keras").FlowModel(dist)
+    dist = importlib.import_module(f"{package.__name__}.flows").build_flow(
+        flow, event_size=dim, num_layers=5, hidden_units=(64, 64))
+    model = importlib.import_module(f"{package.__name__}.keras").FlowModel(dist)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
     return model
 
